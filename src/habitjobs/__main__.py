@@ -1,0 +1,3 @@
+from habitjobs.cli.main import main
+
+main()

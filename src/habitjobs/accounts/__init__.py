@@ -1,0 +1,1 @@
+"""Users, their devices (push tokens) and authentication."""

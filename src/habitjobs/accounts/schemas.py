@@ -1,0 +1,96 @@
+"""API bodies for users, devices and data exports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from habitjobs.accounts.timezones import is_valid_zone
+
+
+def _zone(value: str) -> str:
+    if not is_valid_zone(value):
+        raise ValueError(
+            f"{value!r} is not an IANA timezone name (like 'Europe/Berlin' or 'America/New_York')"
+        )
+    return value
+
+
+Timezone = Annotated[str, AfterValidator(_zone)]
+
+
+class Body(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is a 422 instead of a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class MeOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    display_name: str | None
+    timezone: str
+    day_start_minutes: int
+    week_start: int
+    locale: str
+    created_at: datetime
+
+
+class MePatch(Body):
+    display_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    timezone: Timezone | None = None
+    day_start_minutes: Annotated[int, Field(ge=0, le=720)] | None = None
+    week_start: Annotated[int, Field(ge=0, le=6)] | None = None
+    locale: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")] | None = None
+
+
+class DevicePut(Body):
+    platform: Literal["ios", "android"]
+    provider: Literal["apns", "fcm"] | None = None
+    push_token: Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^[A-Za-z0-9_:\-.]+$")]
+    apns_env: Literal["sandbox", "production"] | None = None
+    app_version: Annotated[str, Field(max_length=50)] | None = None
+
+    @model_validator(mode="after")
+    def _default_provider(self) -> DevicePut:
+        if self.provider is None:
+            self.provider = "apns" if self.platform == "ios" else "fcm"
+        if self.provider == "apns" and self.platform != "ios":
+            raise ValueError("provider 'apns' is only for platform 'ios'")
+        if self.provider == "apns" and self.apns_env is None:
+            self.apns_env = "production"
+        return self
+
+
+class DeviceOut(BaseModel):
+    id: uuid.UUID
+    platform: str
+    provider: str
+    push_token_tail: str
+    apns_env: str | None
+    app_version: str | None
+    push_enabled: bool
+    registered_at: datetime
+    invalidated_at: datetime | None
+    invalid_reason: str | None
+
+
+class ExportAccepted(BaseModel):
+    export_id: uuid.UUID
+    job_id: str
+    status: str
+    status_url: str
+    export_url: str
+
+
+class ExportOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    job_id: str
+    requested_at: datetime
+    finished_at: datetime | None
+    row_count: int | None
+    document: dict[str, Any] | None

@@ -1,0 +1,45 @@
+"""The app factory: settings in, FastAPI app out; resources opened and closed by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from habitjobs import __version__
+from habitjobs.accounts.routes import router as accounts_router
+from habitjobs.api import health, jobs
+from habitjobs.api.errors import install_error_handlers
+from habitjobs.api.limits import BodySizeLimit
+from habitjobs.config import Settings
+from habitjobs.habits.routes import router as habits_router
+from habitjobs.resources import Resources
+
+
+def create_app(settings: Settings, *, resources: Resources | None = None) -> FastAPI:
+    """Build the API. Pass ``resources`` to share them (tests); otherwise the app opens its own."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = resources is None
+        app.state.resources = resources or Resources.open(settings, application_name="habitjobs-api")
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.resources.aclose()
+
+    app = FastAPI(
+        title="habitjobs",
+        version=__version__,
+        description="Habit and focus app backend: answers at once, heavy work runs in background jobs.",
+        lifespan=lifespan,
+    )
+    if resources is not None:
+        app.state.resources = resources
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    for router in (health.router, accounts_router, habits_router, jobs.router):
+        app.include_router(router)
+    return app

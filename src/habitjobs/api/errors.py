@@ -1,0 +1,102 @@
+"""One error shape for every answer that is not a success:
+
+``{"error": {"code": "...", "message": "...", "field": "..." (when one field is at fault), "fields": [...]}}``
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.exceptions as redis_errors
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from habitjobs.errors import HabitjobsError, InvalidInput, Unauthorized
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _is_store_outage(exc: BaseException) -> bool:
+    """PostgreSQL or Redis unreachable: the request may succeed later, so answer 503, not 500."""
+    if isinstance(exc, OSError | TimeoutError | redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    ):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and _is_store_outage(cause)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HabitjobsError)
+    async def _domain(_request: Request, exc: HabitjobsError) -> JSONResponse:
+        extra: dict[str, Any] = dict(exc.details)
+        if isinstance(exc, InvalidInput) and exc.field:
+            extra["field"] = exc.field
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(
+            error_body(exc.code, exc.message, **extra), status_code=exc.http_status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = []
+        for error in exc.errors():
+            loc = error.get("loc", ())
+            if error.get("type") == "json_invalid":
+                return JSONResponse(
+                    error_body(
+                        "malformed_json", f"the body is not valid JSON: {error.get('msg', '')}".strip()
+                    ),
+                    status_code=422,
+                )
+            fields.append({"field": _field_of(loc), "message": str(error.get("msg", "invalid"))})
+        first = fields[0] if fields else {"field": "body", "message": "invalid"}
+        return JSONResponse(
+            error_body(
+                "invalid_input", f"{first['field']}: {first['message']}", field=first["field"], fields=fields
+            ),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorized",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if _is_store_outage(exc):
+            log.warning("a store is unavailable on %s %s: %r", request.method, request.url.path, exc)
+            return JSONResponse(
+                error_body("unavailable", "a backing service is unavailable; retry shortly"),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error"), status_code=500)

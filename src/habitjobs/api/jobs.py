@@ -1,0 +1,60 @@
+"""``GET /v1/jobs/{job_id}``: the state of a background job the caller started."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.errors import NotFound
+from habitjobs.queue.inspect import get_job
+from habitjobs.queue.outbox import find_owned
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    queue: str
+    # pending (committed, not yet queued) | waiting | delayed | prioritized | active | completed | failed
+    # | expired (finished and cleaned up by retention)
+    state: str
+    progress: Any = None
+    attempts_made: int = 0
+    max_attempts: int = 1
+    failed_reason: str | None = None
+    result: Any = None
+    created_at: datetime | None = None
+    processed_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@router.get("/jobs/{job_id}")
+async def job_status(job_id: str, user_id: CurrentUser, resources: ResourcesDep) -> JobOut:
+    async with resources.db.transaction() as session:
+        row = await find_owned(session, job_id, user_id)
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    view = await get_job(resources.producer, row.queue, job_id)
+    if view is None:
+        # Not in Redis: either still in the outbox, or finished long enough ago to be cleaned up.
+        state = "pending" if row.enqueued_at is None else "expired"
+        return JobOut(id=job_id, name=row.job_name, queue=row.queue, state=state, created_at=row.created_at)
+    return JobOut(
+        id=view.id,
+        name=view.name,
+        queue=view.queue,
+        state=view.state,
+        progress=view.progress,
+        attempts_made=view.attempts_made,
+        max_attempts=view.max_attempts,
+        failed_reason=view.failed_reason,
+        result=view.return_value if view.state == "completed" else None,
+        created_at=view.created_at,
+        processed_at=view.processed_at,
+        finished_at=view.finished_at,
+    )

@@ -1,0 +1,31 @@
+"""Every job type and every periodic schedule of the system, gathered from the domains."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from habitjobs.accounts import jobs as accounts_jobs
+from habitjobs.config import Settings
+from habitjobs.queue import jobs as queue_jobs
+from habitjobs.queue.registry import JobSpec, Registry, Schedule
+
+
+def all_jobs() -> list[JobSpec[Any]]:
+    return [*queue_jobs.JOBS, *accounts_jobs.JOBS]
+
+
+def extra_jobs(settings: Settings) -> list[JobSpec[Any]]:
+    specs: list[JobSpec[Any]] = []
+    for module_name in filter(None, (m.strip() for m in settings.extra_job_modules.split(","))):
+        module = importlib.import_module(module_name)
+        specs.extend(module.JOBS)
+    return specs
+
+
+def build_registry(settings: Settings | None = None) -> Registry:
+    return Registry([*all_jobs(), *(extra_jobs(settings) if settings else [])])
+
+
+def build_schedules(settings: Settings) -> list[Schedule]:
+    return [*queue_jobs.schedules(settings)]

@@ -1,0 +1,1 @@
+"""The `habitjobs` command: each subcommand parses arguments and calls a service; no logic here."""

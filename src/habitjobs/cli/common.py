@@ -1,0 +1,39 @@
+"""What every subcommand needs: settings loaded once, with configuration errors printed plainly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from habitjobs.config import ConfigError, Settings, load_settings
+from habitjobs.logs import configure_logging
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except (ConfigError, ValidationError) as exc:
+        fail(str(exc))
+    configure_logging(settings.log_level)
+    return settings
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        fail(str(exc))

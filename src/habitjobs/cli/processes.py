@@ -1,0 +1,61 @@
+"""`habitjobs api` and `habitjobs worker`: the two long-running processes."""
+
+from __future__ import annotations
+
+import typer
+
+from habitjobs.cli.common import run, settings_or_exit
+from habitjobs.config import Settings
+
+
+async def run_worker(settings: Settings, queues: list[str] | None, concurrency: int | None) -> int:
+    from habitjobs.catalog import build_schedules
+    from habitjobs.queue.runtime import WorkerRuntime
+    from habitjobs.resources import Resources
+
+    resources = Resources.open(settings, application_name="habitjobs-worker")
+    try:
+        runtime = WorkerRuntime(
+            resources, queues=queues or None, concurrency=concurrency, schedules=build_schedules(settings)
+        )
+        return await runtime.serve()
+    finally:
+        await resources.aclose()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def api(
+        host: str = typer.Option(None, help="default: HABITJOBS_API_HOST"),
+        port: int = typer.Option(None, help="default: HABITJOBS_API_PORT"),
+    ) -> None:
+        """Serve the HTTP API (uvicorn)."""
+        import uvicorn
+
+        from habitjobs.api.app import create_app
+
+        settings = settings_or_exit()
+        settings.require_database_url()
+        settings.require_redis_url()
+        uvicorn.run(
+            create_app(settings),
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+        )
+
+    @app.command()
+    def worker(
+        queue: list[str] = typer.Option(
+            None, "--queue", "-q", help="a queue to serve (repeatable; default: all)"
+        ),
+        concurrency: int = typer.Option(
+            None, min=1, help="jobs in parallel per queue (default: per-queue setting)"
+        ),
+    ) -> None:
+        """Process background jobs until SIGTERM/SIGINT (active jobs finish first)."""
+        settings = settings_or_exit()
+        settings.require_database_url()
+        settings.require_redis_url()
+        raise typer.Exit(run(run_worker(settings, queue, concurrency)))

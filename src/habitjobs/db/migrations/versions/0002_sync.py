@@ -1,0 +1,22 @@
+"""sync: offline sync tables (issue: offline data sync)
+
+Revision ID: 0002
+Revises: 0001
+
+Reserved in the chain so that domains can be built side by side; filled in by that domain's work.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,1 @@
+"""Routines, habits, completions, focus sessions, and the streak rules."""

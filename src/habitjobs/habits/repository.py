@@ -1,0 +1,70 @@
+"""All SQL of routines and habits (completions and focus sessions are written by sync)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
+
+Entity = TypeVar("Entity", Routine, Habit)
+
+
+async def list_live(session: AsyncSession, model: type[Entity], user_id: uuid.UUID) -> list[Entity]:
+    stmt = (
+        select(model)
+        .where(model.user_id == user_id, model.deleted_at.is_(None))
+        .order_by(model.position, model.created_at, model.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def get_live(
+    session: AsyncSession,
+    model: type[Entity],
+    user_id: uuid.UUID,
+    entity_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+) -> Entity | None:
+    stmt = select(model).where(model.id == entity_id, model.user_id == user_id, model.deleted_at.is_(None))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return await session.scalar(stmt)
+
+
+async def insert_new(session: AsyncSession, model: type[Entity], values: dict[str, Any]) -> Entity | None:
+    """Insert a row with a client-chosen id; None when the id is already taken."""
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=["id"]).returning(model)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def update_owned(
+    session: AsyncSession,
+    model: type[Entity],
+    user_id: uuid.UUID,
+    entity_id: uuid.UUID,
+    values: dict[str, Any],
+) -> Entity | None:
+    stmt = (
+        update(model)
+        .where(model.id == entity_id, model.user_id == user_id, model.deleted_at.is_(None))
+        .values(**values)
+        .returning(model)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def export_rows(session: AsyncSession, user_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+    """Every row the user owns in this domain, tombstones included, as plain dicts."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for model in (Routine, Habit, HabitCompletion, FocusSession):
+        rows = (await session.scalars(select(model).where(model.user_id == user_id))).all()
+        out[model.__tablename__] = [
+            {c.key: getattr(row, c.key) for c in model.__table__.columns} for row in rows
+        ]
+    return out

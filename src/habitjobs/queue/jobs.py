@@ -1,0 +1,40 @@
+"""Job types of the queue layer itself: the outbox relay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from habitjobs.config import Settings
+from habitjobs.queue.names import SCHEDULER
+from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.retry import NO_RETRY
+
+
+class RelayOutbox(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+async def relay_outbox(ctx: JobContext, _payload: RelayOutbox) -> dict[str, Any]:
+    """Enqueue outbox rows whose after-commit enqueue never happened; forget old acknowledged rows."""
+    settings = ctx.resources.settings
+    relayed = await ctx.resources.outbox.relay(grace_s=settings.outbox_relay_grace_s)
+    pruned = await ctx.resources.outbox.prune(older_than_s=settings.outbox_keep_s)
+    return {"relayed": relayed, "pruned": pruned}
+
+
+JOBS: list[JobSpec[Any]] = [
+    JobSpec(
+        "outbox.relay",
+        SCHEDULER,
+        RelayOutbox,
+        relay_outbox,
+        policy=NO_RETRY,
+        description="enqueue jobs committed to the outbox but never acknowledged by Redis",
+    ),
+]
+
+
+def schedules(settings: Settings) -> list[Schedule]:
+    return [Schedule("outbox-relay", "outbox.relay", every_ms=settings.outbox_relay_every_ms)]

@@ -1,0 +1,151 @@
+"""The transactional outbox: a job is written as a row in the caller's transaction and enqueued only
+after that transaction commits.
+
+- Commit fails → no row, no job.
+- Commit succeeds, enqueue succeeds → the row is marked ``enqueued_at``.
+- Commit succeeds, the process dies (or Redis is down) before the enqueue → the row stays unmarked and
+  the ``outbox.relay`` job enqueues it later with the same deterministic job id; BullMQ ignores an id
+  that is already queued, so a late double enqueue does not make a second job.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitjobs.db.engine import Database, after_commit
+from habitjobs.queue.models import OutboxRow
+from habitjobs.queue.names import check_job_id
+from habitjobs.queue.producer import EnqueueRequest, Producer
+
+log = logging.getLogger(__name__)
+
+_PENDING_KEY = "habitjobs.outbox.pending"
+
+
+@dataclass(frozen=True)
+class _Staged:
+    row_id: int
+    request: EnqueueRequest
+
+
+class Outbox:
+    def __init__(self, db: Database, producer: Producer) -> None:
+        self._db = db
+        self._producer = producer
+
+    async def add(
+        self,
+        session: AsyncSession,
+        name: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        job_id: str,
+        user_id: uuid.UUID | None = None,
+        delay_ms: int = 0,
+    ) -> str:
+        """Stage a job in ``session``'s transaction. Returns the job id.
+
+        The same ``job_id`` staged twice (a client retrying a request) keeps the first row.
+        """
+        spec = self._producer.registry.get(name)
+        check_job_id(job_id)
+        data = self._producer.validate_payload(spec, payload)
+        row_id = await session.scalar(
+            insert(OutboxRow)
+            .values(
+                queue=spec.queue, job_name=name, job_id=job_id, data=data, user_id=user_id, delay_ms=delay_ms
+            )
+            .on_conflict_do_nothing(index_elements=[OutboxRow.job_id])
+            .returning(OutboxRow.id)
+        )
+        if row_id is None:
+            return job_id
+        pending: list[_Staged] | None = session.info.get(_PENDING_KEY)
+        if pending is None:
+            pending = session.info[_PENDING_KEY] = []
+            after_commit(session, lambda: self._flush(pending))
+        pending.append(_Staged(row_id, EnqueueRequest(name, data, job_id=job_id, delay_ms=delay_ms)))
+        return job_id
+
+    async def _flush(self, staged: list[_Staged]) -> None:
+        await self._producer.enqueue_many([s.request for s in staged])
+        await self._mark_enqueued([s.row_id for s in staged])
+
+    async def _mark_enqueued(self, row_ids: list[int]) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(enqueued_at=func.now())
+            )
+
+    async def relay(self, *, grace_s: float, limit: int = 500) -> int:
+        """Enqueue rows that were committed but never acknowledged. Returns how many were relayed.
+
+        Rows younger than ``grace_s`` are left to the request that wrote them (it is probably
+        enqueueing them right now). ``SKIP LOCKED`` lets two relays run side by side.
+        """
+        async with self._db.transaction() as session:
+            rows = (
+                await session.scalars(
+                    select(OutboxRow)
+                    .where(
+                        OutboxRow.enqueued_at.is_(None),
+                        OutboxRow.created_at < func.now() - timedelta(seconds=grace_s),
+                    )
+                    .order_by(OutboxRow.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            requests = [
+                EnqueueRequest(r.job_name, r.data, job_id=r.job_id, delay_ms=r.delay_ms) for r in rows
+            ]
+            ids = [r.id for r in rows]
+            failure: Exception | None = None
+            try:
+                await self._producer.enqueue_many(requests)
+            except Exception as exc:
+                failure = exc
+            if failure is None:
+                await session.execute(
+                    update(OutboxRow).where(OutboxRow.id.in_(ids)).values(enqueued_at=func.now())
+                )
+            else:
+                # Keep the rows pending; record why, so an operator can see a stuck outbox.
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(ids))
+                    .values(relay_attempts=OutboxRow.relay_attempts + 1, last_error=repr(failure)[:500])
+                )
+        if failure is not None:
+            raise failure
+        log.info("outbox relay enqueued %d job(s) that were committed but not enqueued", len(rows))
+        return len(rows)
+
+    async def prune(self, *, older_than_s: int) -> int:
+        """Forget acknowledged rows after a while (they only serve job ownership lookups)."""
+        async with self._db.transaction() as session:
+            result = await session.execute(
+                delete(OutboxRow).where(
+                    OutboxRow.enqueued_at.is_not(None),
+                    OutboxRow.enqueued_at < func.now() - timedelta(seconds=older_than_s),
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def find_owned(session: AsyncSession, job_id: str, user_id: uuid.UUID) -> OutboxRow | None:
+    """The outbox row of ``job_id`` if it was staged for ``user_id`` (how job ownership is known)."""
+    return await session.scalar(
+        select(OutboxRow).where(OutboxRow.job_id == job_id, OutboxRow.user_id == user_id)
+    )

@@ -1,0 +1,123 @@
+"""Job types: name (``domain.verb``) → queue, payload model, handler, retry policy.
+
+Each domain declares its job types in its ``jobs.py``; :mod:`habitjobs.catalog` gathers them into one
+:class:`Registry` at process start. Payloads are frozen pydantic models carrying IDs only: the handler
+re-reads the rows, so a retried or duplicated job sees the current state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from habitjobs.queue.names import JOB_NAME_RE, QUEUES
+from habitjobs.queue.retry import DEFAULT_POLICY, RetryPolicy
+
+if TYPE_CHECKING:
+    from habitjobs.resources import Resources
+
+P = TypeVar("P", bound=BaseModel)
+JsonValue = Any  # what a handler returns: anything json.dumps accepts (stored as the job's return value)
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+@dataclass
+class JobContext:
+    """What a handler gets beside its payload: who it is, which attempt, and the process's resources."""
+
+    job_id: str
+    name: str
+    queue: str
+    attempt: int  # 1 for the first run
+    max_attempts: int
+    resources: Resources
+    _job: Any = field(repr=False, default=None)
+
+    async def progress(self, value: int | dict[str, Any]) -> None:
+        """Report progress (a percentage or a small dict); visible in ``GET /v1/jobs/{id}``."""
+        if self._job is not None:
+            await self._job.updateProgress(value)
+
+    async def log(self, line: str) -> None:
+        """Append a line to the job's log (kept with the job, shown by ``habitjobs jobs show``)."""
+        if self._job is not None:
+            await self._job.log(line)
+
+
+Handler = Callable[[JobContext, P], Awaitable[JsonValue]]
+
+
+@dataclass(frozen=True)
+class JobSpec(Generic[P]):
+    name: str
+    queue: str
+    payload: type[P]
+    handler: Handler[P]
+    policy: RetryPolicy = DEFAULT_POLICY
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not JOB_NAME_RE.match(self.name):
+            raise ValueError(f"job name {self.name!r} must look like domain.verb")
+        if self.queue not in QUEUES:
+            raise ValueError(f"job {self.name!r}: unknown queue {self.queue!r}")
+        if not self.payload.model_config.get("frozen"):
+            raise ValueError(f"job {self.name!r}: payload model {self.payload.__name__} must be frozen")
+
+    def parse(self, data: object) -> P:
+        return self.payload.model_validate(data)
+
+
+class Registry:
+    def __init__(self, specs: Iterable[JobSpec[Any]]) -> None:
+        self._specs: dict[str, JobSpec[Any]] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"job {spec.name!r} is registered twice")
+            self._specs[spec.name] = spec
+
+    def get(self, name: str) -> JobSpec[Any]:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownJob(f"no job type named {name!r} is registered in this worker") from None
+
+    def find(self, name: str) -> JobSpec[Any] | None:
+        return self._specs.get(name)
+
+    def for_queue(self, queue: str) -> list[JobSpec[Any]]:
+        return [s for s in self._specs.values() if s.queue == queue]
+
+    @property
+    def queues(self) -> list[str]:
+        """Queues that have at least one job type, in the order of :data:`QUEUES`."""
+        used = {s.queue for s in self._specs.values()}
+        return [q for q in QUEUES if q in used]
+
+    def __iter__(self) -> Iterator[JobSpec[Any]]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic job, stored in Redis as a BullMQ job scheduler: N workers still make one job per tick."""
+
+    scheduler_id: str
+    job_name: str
+    every_ms: int | None = None
+    cron: str | None = None
+    tz: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.every_ms is None) == (self.cron is None):
+            raise ValueError(f"schedule {self.scheduler_id!r}: give exactly one of every_ms and cron")

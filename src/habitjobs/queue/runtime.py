@@ -1,0 +1,259 @@
+"""The worker process: one bullmq Worker per queue, sharing one event loop.
+
+What it adds around bullmq:
+- the registry lookup, payload validation and the mapping of our outcomes (``RetryLater``,
+  ``PermanentFailure``) to bullmq moves, with the job type's retry policy enforced by the worker
+  itself (so a job enqueued by another producer, e.g. NestJS, still gets our attempts and backoff);
+- a stalled-job check at start, so a restarted worker recovers a crashed one's jobs without waiting a
+  whole ``stalledInterval`` first (engine notes F5);
+- job schedulers registered idempotently at start;
+- a graceful stop: no new jobs, active ones finish within the grace period, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bullmq import UnrecoverableError, Worker
+from pydantic import ValidationError
+
+from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.queue.connection import bullmq_connection
+from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
+from habitjobs.queue.registry import JobContext, Schedule
+from habitjobs.queue.retry import DEFAULT_POLICY
+
+if TYPE_CHECKING:
+    from habitjobs.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        resources: Resources,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: Mapping[str, int] | int | None = None,
+        schedules: Sequence[Schedule] = (),
+    ) -> None:
+        self.resources = resources
+        self.registry = resources.registry
+        self.queues = list(queues) if queues else self.registry.queues
+        unknown = [q for q in self.queues if q not in QUEUES]
+        if unknown:
+            raise ValueError(f"unknown queue(s): {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+        self._concurrency = concurrency
+        self._schedules = list(schedules)
+        self.workers: dict[str, Worker] = {}
+        self._runs: list[asyncio.Task[Any]] = []
+        self._stop_requested = asyncio.Event()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # job id → (job name, monotonic start): what this process is working on right now.
+        self.active: dict[str, tuple[str, float]] = {}
+
+    def concurrency_for(self, queue: str) -> int:
+        if isinstance(self._concurrency, int):
+            return self._concurrency
+        if self._concurrency and queue in self._concurrency:
+            return self._concurrency[queue]
+        return QUEUES[queue].concurrency
+
+    def worker_options(self, queue: str) -> dict[str, Any]:
+        s = self.resources.settings
+        return {
+            "connection": bullmq_connection(s.require_redis_url()),
+            "prefix": s.queue_prefix,
+            "concurrency": self.concurrency_for(queue),
+            "lockDuration": s.lock_duration_ms,
+            "stalledInterval": s.stalled_interval_ms,
+            "maxStalledCount": s.max_stalled_count,
+            "autorun": False,
+            "name": self.name,
+            "settings": {"backoffStrategy": self._backoff_ms},
+        }
+
+    # --- job execution ------------------------------------------------------------------------
+
+    def _backoff_ms(self, attempts_made: int, _type: str, err: BaseException | None, job: Any) -> int:
+        spec = self.registry.find(job.name)
+        policy = spec.policy if spec else DEFAULT_POLICY
+        retry_after = err.after_s if isinstance(err, RetryLater) else None
+        return policy.delay_ms(attempts_made, retry_after_s=retry_after)
+
+    async def _process(self, job: Any, _token: str) -> Any:
+        spec = self.registry.find(job.name)
+        if spec is None:
+            raise UnrecoverableError(
+                f"unknown job name {job.name!r}: no handler is registered for it in queue {job.queue.name!r}"
+            )
+        # The worker, not the producer, is the authority on attempts and backoff.
+        job.opts["attempts"] = spec.policy.attempts
+        job.opts["backoff"] = {"type": BACKOFF_TYPE, "delay": round(spec.policy.base_delay_s * 1000)}
+        try:
+            payload = spec.parse(job.data)
+        except ValidationError as exc:
+            raise UnrecoverableError(f"invalid payload for {spec.name}: {_describe(exc)}") from exc
+        ctx = JobContext(
+            job_id=str(job.id),
+            name=spec.name,
+            queue=spec.queue,
+            attempt=int(job.attemptsMade) + 1,
+            max_attempts=spec.policy.attempts,
+            resources=self.resources,
+            _job=job,
+        )
+        self.active[ctx.job_id] = (spec.name, time.monotonic())
+        try:
+            return await spec.handler(ctx, payload)
+        except PermanentFailure as exc:
+            raise UnrecoverableError(f"{spec.name}: {exc.message}") from exc
+        finally:
+            self.active.pop(ctx.job_id, None)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._check_redis()
+        for queue in self.queues:
+            worker = Worker(queue, self._process, self.worker_options(queue))
+            worker.on("failed", self._on_failed)
+            worker.on("error", self._on_error)
+            self.workers[queue] = worker
+        for queue, worker in self.workers.items():
+            # bullmq's first stalled check comes a whole interval after start; do one now.
+            await worker.runStalledJobsCheck()
+            self._runs.append(asyncio.create_task(worker.run(), name=f"worker:{queue}"))
+        await self._register_schedules()
+        log.info(
+            "worker %s started: %s",
+            self.name,
+            ", ".join(f"{q}×{self.concurrency_for(q)}" for q in self.queues),
+        )
+
+    async def _register_schedules(self) -> None:
+        producer = self.resources.producer
+        for schedule in self._schedules:
+            spec = self.registry.get(schedule.job_name)
+            repeat: dict[str, Any] = (
+                {"every": schedule.every_ms} if schedule.every_ms is not None else {"pattern": schedule.cron}
+            )
+            if schedule.tz:
+                repeat["tz"] = schedule.tz
+            # upsert is idempotent: every worker doing it at start still yields one scheduler.
+            await producer.queue(spec.queue).upsertJobScheduler(
+                schedule.scheduler_id,
+                repeat,
+                schedule.job_name,
+                schedule.data,
+                {"attempts": spec.policy.attempts, "removeOnComplete": 100, "removeOnFail": 1000},
+            )
+
+    async def _check_redis(self) -> None:
+        info = await self.resources.producer.redis.info()
+        policy = info.get("maxmemory_policy")
+        if policy != "noeviction":
+            log.warning(
+                "!!! Redis maxmemory-policy is %r: Redis may evict job keys and corrupt the queues. "
+                "Set `maxmemory-policy noeviction`. !!!",
+                policy,
+            )
+        if info.get("aof_enabled") in (0, "0") and self.resources.settings.env == "prod":
+            log.warning("Redis runs without AOF persistence: a Redis restart loses queued jobs")
+
+    def _on_failed(self, job: Any, err: BaseException) -> None:
+        attempts = int(job.opts.get("attempts") or 1)
+        final = isinstance(err, UnrecoverableError) or int(job.attemptsMade) + 1 >= attempts
+        level = logging.ERROR if final else logging.WARNING
+        log.log(
+            level,
+            "job %s (%s) attempt %d/%d failed%s: %s",
+            job.id,
+            job.name,
+            int(job.attemptsMade) + 1,
+            attempts,
+            " for good" if final else ", will retry",
+            err,
+        )
+
+    def _on_error(self, err: BaseException, *_: Any) -> None:
+        log.error("worker error: %r", err)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def stop(self, grace_s: float | None = None, *, force: asyncio.Event | None = None) -> bool:
+        """Stop taking jobs, let active ones finish for ``grace_s`` (or until ``force`` is set), then
+        abandon the rest. Abandoned jobs keep their lock until it expires; another worker then
+        recovers them. Returns True if every active job finished in time.
+        """
+        grace = self.resources.settings.shutdown_grace_s if grace_s is None else grace_s
+        closes = {asyncio.create_task(w.close()) for w in self.workers.values()}
+        forced = asyncio.create_task((force or asyncio.Event()).wait())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pending = closes
+        while pending and not forced.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            _, still = await asyncio.wait(
+                pending | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending = still - {forced}
+        forced.cancel()
+        clean = not pending
+        if pending:
+            log.warning(
+                "abandoning %d active job(s) (%s) to stalled-job recovery",
+                len(self.active),
+                ", ".join(sorted(self.active)) or "none",
+            )
+            for worker in self.workers.values():
+                worker.forceClosing = True
+                worker.cancelProcessing()
+            await asyncio.wait(pending, timeout=5)
+        for task in self._runs:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._runs, return_exceptions=True)
+        self.workers.clear()
+        self._runs.clear()
+        return clean
+
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; a second signal abandons active jobs at once. Returns the exit code."""
+        loop = asyncio.get_running_loop()
+        force = asyncio.Event()
+
+        def on_signal() -> None:
+            if self._stop_requested.is_set():
+                log.warning("second stop signal: abandoning active jobs now")
+                force.set()
+            else:
+                log.info("stop requested: finishing active jobs (signal again to abandon them)")
+                self._stop_requested.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await self.start()
+        await self._stop_requested.wait()
+        await self.stop(force=force)
+        log.info("worker %s stopped", self.name)
+        return 0
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "(payload)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,73 @@
+"""The composition root: everything a process opens once at start and closes at exit.
+
+API requests reach it through ``app.state``; job handlers through ``JobContext.resources``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from habitjobs.clock import Clock, SystemClock
+from habitjobs.config import Settings
+from habitjobs.db.engine import Database
+from habitjobs.queue.outbox import Outbox
+from habitjobs.queue.producer import Producer
+from habitjobs.queue.registry import Registry
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    registry: Registry
+    db: Database
+    # Heavy analytics reads go here: a read replica when configured, else the primary.
+    analytics_db: Database
+    producer: Producer
+    outbox: Outbox
+    clock: Clock
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        clock: Clock | None = None,
+        application_name: str = "habitjobs",
+    ) -> Resources:
+        """Create the clients (they connect lazily, on first use)."""
+        from habitjobs.catalog import build_registry
+
+        registry = registry or build_registry(settings)
+        db = Database(
+            settings.require_database_url(),
+            pool_size=settings.db_pool_size,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            application_name=application_name,
+        )
+        analytics_db = (
+            Database(
+                settings.analytics_database_url,
+                pool_size=max(2, settings.db_pool_size // 2),
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+                application_name=f"{application_name}-analytics",
+            )
+            if settings.analytics_database_url
+            else db
+        )
+        producer = Producer(settings, registry)
+        return cls(
+            settings=settings,
+            registry=registry,
+            db=db,
+            analytics_db=analytics_db,
+            producer=producer,
+            outbox=Outbox(db, producer),
+            clock=clock or SystemClock(),
+        )
+
+    async def aclose(self) -> None:
+        await self.producer.close()
+        if self.analytics_db is not self.db:
+            await self.analytics_db.dispose()
+        await self.db.dispose()

@@ -1,0 +1,1 @@
+"""Offline sync: the push/pull protocol and the merge job."""

@@ -1,0 +1,79 @@
+"""Job types used only by the tests (loaded through HABITJOBS_EXTRA_JOB_MODULES in subprocesses).
+
+Their effects live in Redis under the test's key prefix, so a test can count how often a handler ran
+and how often its effect was applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
+
+from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.queue.names import DEFAULT
+from habitjobs.queue.registry import JobContext, JobSpec
+from habitjobs.queue.retry import RetryPolicy
+
+
+class Effect(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    sleep_ms: int = 0
+    fail_times: int = 0
+    block_ms: int = 0
+    permanent: bool = False
+    retry_after_s: float | None = None
+
+
+def _client(ctx: JobContext) -> aioredis.Redis:
+    client: aioredis.Redis = ctx.resources.producer.redis
+    return client
+
+
+def runs_key(prefix: str, key: str) -> str:
+    return f"{prefix}:test:runs:{key}"
+
+
+def effects_key(prefix: str, key: str) -> str:
+    return f"{prefix}:test:effects:{key}"
+
+
+def attempt_times_key(prefix: str, key: str) -> str:
+    return f"{prefix}:test:times:{key}"
+
+
+async def apply_effect(ctx: JobContext, payload: Effect) -> dict[str, Any]:
+    """Counts the run, optionally waits/blocks/fails, then applies its effect once (SET NX guard)."""
+    redis = _client(ctx)
+    prefix = ctx.resources.settings.queue_prefix
+    run = await redis.incr(runs_key(prefix, payload.key))
+    await redis.rpush(attempt_times_key(prefix, payload.key), f"{time.time():.3f}")
+    if payload.sleep_ms:
+        await asyncio.sleep(payload.sleep_ms / 1000)
+    if payload.block_ms:
+        time.sleep(payload.block_ms / 1000)  # deliberately blocks the event loop
+    if payload.permanent:
+        raise PermanentFailure(f"effect {payload.key} can never succeed")
+    if run <= payload.fail_times:
+        if payload.retry_after_s is not None:
+            raise RetryLater(f"provider says wait (run {run})", after_s=payload.retry_after_s)
+        raise RuntimeError(f"planned failure {run} of {payload.fail_times} for {payload.key}")
+    if await redis.set(f"{prefix}:test:applied:{payload.key}", ctx.job_id, nx=True):
+        await redis.incr(effects_key(prefix, payload.key))
+    return {"key": payload.key, "run": run}
+
+
+JOBS: list[JobSpec[Any]] = [
+    JobSpec(
+        "test.effect",
+        DEFAULT,
+        Effect,
+        apply_effect,
+        policy=RetryPolicy(attempts=3, base_delay_s=1, max_delay_s=2),
+    ),
+]
