@@ -74,6 +74,17 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 
 
 @pytest.fixture
+async def job_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """Resources whose registry also has the test job types (``tests.support.testjobs``)."""
+    with_test_jobs = Settings(**{**settings.model_dump(), "extra_job_modules": "tests.support.testjobs"})
+    res = Resources.open(with_test_jobs, application_name="habitjobs-test")
+    try:
+        yield res
+    finally:
+        await res.aclose()
+
+
+@pytest.fixture
 async def client(settings: Settings, resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, resources=resources)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -118,3 +118,32 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._log.close()
+
+
+class ApiProcess:
+    """`python -m habitjobs api` on a free loopback port, as a child process."""
+
+    def __init__(self, settings: Settings, log_path: Path, port: int, **env: str) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._log = log_path.open("wb")
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "habitjobs", "api", "--host", "127.0.0.1", "--port", str(port)],
+            env=process_env(settings, **env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
