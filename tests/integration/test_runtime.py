@@ -120,3 +120,38 @@ async def _tick() -> None:
     import asyncio
 
     await asyncio.sleep(0.001)
+
+
+async def test_schedulers_are_registered_once_however_many_workers_start(job_resources: Resources) -> None:
+    from habitjobs.catalog import build_schedules
+
+    schedules = build_schedules(job_resources.settings)
+    runtimes = [WorkerRuntime(job_resources, queues=[DEFAULT], schedules=schedules) for _ in range(3)]
+    for runtime in runtimes:
+        await runtime.start()
+    try:
+        for schedule in schedules:
+            spec = job_resources.registry.get(schedule.job_name)
+            found = await job_resources.producer.queue(spec.queue).getJobSchedulers()
+            assert [s["key"] for s in found].count(schedule.scheduler_id) == 1
+            # And one pending job for its next tick, not one per worker.
+            delayed = await job_resources.producer.queue(spec.queue).getJobs(["delayed", "waiting"])
+            assert sum(1 for j in delayed if j.name == schedule.job_name) == 1
+    finally:
+        for runtime in runtimes:
+            await runtime.stop(grace_s=5)
+
+
+def test_synchronous_handlers_are_refused() -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from habitjobs.queue.registry import JobSpec
+
+    class P(BaseModel):
+        model_config = ConfigDict(frozen=True)
+
+    def blocking(_ctx: object, _p: P) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="async"):
+        JobSpec("a.b", DEFAULT, P, blocking)  # type: ignore[arg-type]

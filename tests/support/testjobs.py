@@ -13,8 +13,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict
 
+from habitjobs.accounts.jobs import ExportData, export_data
 from habitjobs.errors import PermanentFailure, RetryLater
-from habitjobs.queue.names import DEFAULT
+from habitjobs.queue.names import ANALYTICS, DEFAULT
 from habitjobs.queue.registry import JobContext, JobSpec
 from habitjobs.queue.retry import RetryPolicy
 
@@ -76,4 +77,29 @@ JOBS: list[JobSpec[Any]] = [
         apply_effect,
         policy=RetryPolicy(attempts=3, base_delay_s=1, max_delay_s=2),
     ),
+    # Without jitter, so a test can check the exact backoff: 1 s, then 2 s.
+    JobSpec(
+        "test.exact",
+        DEFAULT,
+        Effect,
+        apply_effect,
+        policy=RetryPolicy(attempts=3, base_delay_s=1, max_delay_s=10, jitter=False),
+    ),
+    # Many quick attempts: rides out a store outage in chaos tests.
+    JobSpec(
+        "test.sturdy",
+        DEFAULT,
+        Effect,
+        apply_effect,
+        policy=RetryPolicy(attempts=20, base_delay_s=1, max_delay_s=2),
+    ),
+    JobSpec(
+        "test.export",
+        DEFAULT,
+        ExportData,
+        export_data,
+        policy=RetryPolicy(attempts=20, base_delay_s=1, max_delay_s=2),
+    ),
+    # The same job on another queue, to check that queue-wide operations stay in their queue.
+    JobSpec("test.elsewhere", ANALYTICS, Effect, apply_effect, policy=RetryPolicy(attempts=1)),
 ]

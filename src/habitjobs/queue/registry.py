@@ -7,6 +7,7 @@ re-reads the rows, so a retried or duplicated job sees the current state.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -67,6 +68,9 @@ class JobSpec(Generic[P]):
             raise ValueError(f"job name {self.name!r} must look like domain.verb")
         if self.queue not in QUEUES:
             raise ValueError(f"job {self.name!r}: unknown queue {self.queue!r}")
+        if not inspect.iscoroutinefunction(self.handler):
+            # A synchronous handler would run on the event loop and stop lock renewal (engine notes F4).
+            raise ValueError(f"job {self.name!r}: the handler must be an async function")
         if not self.payload.model_config.get("frozen"):
             raise ValueError(f"job {self.name!r}: payload model {self.payload.__name__} must be frozen")
 

@@ -25,10 +25,11 @@ from bullmq import UnrecoverableError, Worker
 from pydantic import ValidationError
 
 from habitjobs.errors import PermanentFailure, RetryLater
-from habitjobs.queue.connection import bullmq_connection
+from habitjobs.queue.connection import bullmq_connection, redis_kwargs
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
 from habitjobs.queue.registry import JobContext, Schedule
 from habitjobs.queue.retry import DEFAULT_POLICY
+from habitjobs.queue.watchdog import ActiveJob, LoopWatchdog
 
 if TYPE_CHECKING:
     from habitjobs.resources import Resources
@@ -57,8 +58,9 @@ class WorkerRuntime:
         self._runs: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        # job id → (job name, monotonic start): what this process is working on right now.
-        self.active: dict[str, tuple[str, float]] = {}
+        # What this process is working on right now (read by the watchdog thread).
+        self.active: dict[str, ActiveJob] = {}
+        self.watchdog: LoopWatchdog | None = None
 
     def concurrency_for(self, queue: str) -> int:
         if isinstance(self._concurrency, int):
@@ -89,7 +91,7 @@ class WorkerRuntime:
         retry_after = err.after_s if isinstance(err, RetryLater) else None
         return policy.delay_ms(attempts_made, retry_after_s=retry_after)
 
-    async def _process(self, job: Any, _token: str) -> Any:
+    async def _process(self, job: Any, token: str) -> Any:
         spec = self.registry.find(job.name)
         if spec is None:
             raise UnrecoverableError(
@@ -111,7 +113,7 @@ class WorkerRuntime:
             resources=self.resources,
             _job=job,
         )
-        self.active[ctx.job_id] = (spec.name, time.monotonic())
+        self.active[ctx.job_id] = ActiveJob(ctx.job_id, spec.name, spec.queue, token, time.monotonic())
         try:
             return await spec.handler(ctx, payload)
         except PermanentFailure as exc:
@@ -123,6 +125,15 @@ class WorkerRuntime:
 
     async def start(self) -> None:
         await self._check_redis()
+        s = self.resources.settings
+        self.watchdog = LoopWatchdog(
+            lambda: list(self.active.values()),
+            redis_kwargs={**redis_kwargs(s.require_redis_url()), "socket_timeout": 5.0},
+            prefix=s.queue_prefix,
+            lock_duration_ms=s.lock_duration_ms,
+            warn_after_ms=s.blocked_loop_warn_ms,
+        )
+        self.watchdog.start()
         for queue in self.queues:
             worker = Worker(queue, self._process, self.worker_options(queue))
             worker.on("failed", self._on_failed)
@@ -170,15 +181,17 @@ class WorkerRuntime:
             log.warning("Redis runs without AOF persistence: a Redis restart loses queued jobs")
 
     def _on_failed(self, job: Any, err: BaseException) -> None:
+        # Emitted after bullmq counted the attempt: attemptsMade is this attempt's number.
         attempts = int(job.opts.get("attempts") or 1)
-        final = isinstance(err, UnrecoverableError) or int(job.attemptsMade) + 1 >= attempts
+        attempt = int(job.attemptsMade)
+        final = isinstance(err, UnrecoverableError) or attempt >= attempts
         level = logging.ERROR if final else logging.WARNING
         log.log(
             level,
             "job %s (%s) attempt %d/%d failed%s: %s",
             job.id,
             job.name,
-            int(job.attemptsMade) + 1,
+            attempt,
             attempts,
             " for good" if final else ", will retry",
             err,
@@ -225,6 +238,9 @@ class WorkerRuntime:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
+        if self.watchdog is not None:
+            await self.watchdog.stop()
+            self.watchdog = None
         self.workers.clear()
         self._runs.clear()
         return clean

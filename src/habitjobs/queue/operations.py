@@ -1,0 +1,171 @@
+"""What an operator does with jobs: look at queues, read a failed job's stack traces, retry, remove,
+promote, pause. One service, used by the admin API and the CLI alike."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from habitjobs.errors import Conflict, InvalidInput, NotFound
+from habitjobs.queue.inspect import JobView, get_job, view_of
+from habitjobs.queue.names import QUEUES
+from habitjobs.queue.producer import Producer
+
+State = Literal[
+    "waiting", "active", "delayed", "prioritized", "completed", "failed", "paused", "waiting-children"
+]
+STATES: tuple[State, ...] = (
+    "waiting",
+    "active",
+    "delayed",
+    "prioritized",
+    "completed",
+    "failed",
+    "paused",
+    "waiting-children",
+)
+log = logging.getLogger(__name__)
+MAX_PAGE_SIZE = 500
+# Retrying everything reads the failed set in pages of this many jobs.
+_SCAN_PAGE = 500
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    name: str
+    description: str
+    paused: bool
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class JobPage:
+    queue: str
+    state: str
+    page: int
+    page_size: int
+    total: int
+    jobs: list[JobView]
+
+
+class JobOperations:
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    def _queue(self, name: str) -> Any:
+        if name not in QUEUES:
+            raise NotFound(f"no queue named {name!r}; queues: {', '.join(QUEUES)}")
+        return self._producer.queue(name)
+
+    async def queues(self) -> list[QueueSummary]:
+        out = []
+        for name, defaults in QUEUES.items():
+            handle = self._queue(name)
+            counts = await handle.getJobCounts(*STATES)
+            out.append(
+                QueueSummary(
+                    name=name,
+                    description=defaults.description,
+                    paused=bool(await handle.isPaused()),
+                    counts={state: int(counts.get(state, 0)) for state in STATES},
+                )
+            )
+        return out
+
+    async def list_jobs(self, queue: str, state: str, *, page: int = 0, page_size: int = 50) -> JobPage:
+        """Jobs of one state, newest first."""
+        if state not in STATES:
+            raise InvalidInput(f"unknown state {state!r}; one of {', '.join(STATES)}", field="state")
+        if page < 0:
+            raise InvalidInput("page must be >= 0", field="page")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}", field="page_size")
+        handle = self._queue(queue)
+        total = int((await handle.getJobCounts(state)).get(state, 0))
+        start = page * page_size
+        jobs = await handle.getJobs([state], start, start + page_size - 1, asc=False)
+        return JobPage(
+            queue=queue,
+            state=state,
+            page=page,
+            page_size=page_size,
+            total=total,
+            jobs=[view_of(job, queue, state) for job in jobs],
+        )
+
+    async def job(self, queue: str, job_id: str) -> JobView:
+        """Everything about one job, logs and every attempt's stack trace included."""
+        self._queue(queue)
+        view = await get_job(self._producer, queue, job_id, with_logs=True)
+        if view is None:
+            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
+        return view
+
+    async def retry(self, queue: str, job_id: str) -> JobView:
+        """Put a failed job back in the queue with its attempts counted from zero again."""
+        handle = self._queue(queue)
+        job = await handle.getJob(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
+        state = await handle.getJobState(job_id)
+        if state != "failed":
+            raise Conflict(f"job {job_id!r} is {state}, only failed jobs can be retried", state=state)
+        try:
+            await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+        except Exception as exc:  # bullmq reports a lost race (retried meanwhile) as a plain Exception
+            raise Conflict(f"job {job_id!r} could not be retried: {exc}") from exc
+        return await self.job(queue, job_id)
+
+    async def retry_failed(self, queue: str, *, name: str | None = None) -> int:
+        """Retry every job failed *now* in ``queue`` (only those named ``name`` if given).
+
+        The failed set is read first, then each job is retried on its own (atomically, with attempts
+        reset), so jobs failing while this runs are not swept up, and a job retried meanwhile by
+        someone else is simply skipped.
+        """
+        handle = self._queue(queue)
+        selected: list[Any] = []
+        start = 0
+        while True:
+            jobs = await handle.getJobs(["failed"], start, start + _SCAN_PAGE - 1, asc=True)
+            selected.extend(j for j in jobs if name is None or j.name == name)
+            if len(jobs) < _SCAN_PAGE:
+                break
+            start += _SCAN_PAGE
+        retried = 0
+        for job in selected:
+            try:
+                await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+            except Exception as exc:  # no longer failed (retried or removed meanwhile)
+                log.info("job %s not retried: %s", job.id, exc)
+                continue
+            retried += 1
+        return retried
+
+    async def remove(self, queue: str, job_id: str) -> None:
+        handle = self._queue(queue)
+        job = await handle.getJob(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
+        if not await handle.remove(job_id):
+            raise Conflict(f"job {job_id!r} is being processed (locked) and cannot be removed now")
+
+    async def promote(self, queue: str, job_id: str) -> JobView:
+        """Run a delayed job (a retry waiting out its backoff, or a scheduled job) now."""
+        handle = self._queue(queue)
+        job = await handle.getJob(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
+        state = await handle.getJobState(job_id)
+        if state != "delayed":
+            raise Conflict(f"job {job_id!r} is {state}, only delayed jobs can be promoted", state=state)
+        await job.promote()
+        return await self.job(queue, job_id)
+
+    async def pause(self, queue: str) -> None:
+        """Workers stop taking this queue's jobs (active ones finish); producers can still add."""
+        await self._queue(queue).pause()
+
+    async def resume(self, queue: str) -> None:
+        await self._queue(queue).resume()

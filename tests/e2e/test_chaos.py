@@ -1,0 +1,273 @@
+"""Chaos: workers killed at random points, Redis restarted, PostgreSQL unreachable, a blocked loop.
+Each time: nothing lost, every effect applied once."""
+
+import asyncio
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from habitjobs.accounts import repository as accounts_repo
+from habitjobs.config import Settings
+from habitjobs.queue.names import DEFAULT
+from habitjobs.resources import Resources
+from tests.support import testjobs
+from tests.support.private_redis import PrivateRedis
+from tests.support.stores import with_database
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.workers import WorkerProcess
+
+pytestmark = pytest.mark.slow
+TEST_JOBS = {"HABITJOBS_EXTRA_JOB_MODULES": "tests.support.testjobs"}
+
+
+async def until(predicate, *, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s}s")
+        await asyncio.sleep(0.05)
+
+
+async def counts(resources: Resources) -> dict[str, int]:
+    raw = await resources.producer.queue(DEFAULT).getJobCounts(
+        "waiting", "active", "delayed", "completed", "failed"
+    )
+    return {k: int(v) for k, v in raw.items()}
+
+
+async def per_key(resources: Resources, key_fn, keys: list[str]) -> list[int]:  # type: ignore[no-untyped-def]
+    prefix = resources.settings.queue_prefix
+    values = await resources.producer.redis.mget([key_fn(prefix, k) for k in keys])
+    return [int(v or 0) for v in values]
+
+
+def with_redis(settings: Settings, url: str) -> Settings:
+    return Settings(
+        **{**settings.model_dump(), "redis_url": url, "extra_job_modules": "tests.support.testjobs"}
+    )
+
+
+async def test_workers_sigkilled_at_random_points_lose_nothing(
+    job_resources: Resources, tmp_path: Path
+) -> None:
+    rng = random.Random(20261128)
+    keys = [f"k{i}" for i in range(40)]
+    for key in keys:
+        await job_resources.producer.enqueue(
+            "test.sturdy", {"key": key, "sleep_ms": rng.randint(50, 400)}, job_id=f"j-{key}"
+        )
+    # A job hit by several kills is not a poison pill here: allow it to stall more often than usual.
+    env = {**TEST_JOBS, "HABITJOBS_MAX_STALLED_COUNT": "50"}
+    kills = 0
+    for round_ in range(6):
+        worker = WorkerProcess(job_resources.settings, tmp_path / f"w{round_}.log", "--queue", DEFAULT, **env)
+        await worker.wait_started()
+        await asyncio.sleep(rng.uniform(0.2, 1.2))  # a random point in the middle of the work
+        worker.signal(signal.SIGKILL)
+        await worker.wait_exit()
+        kills += 1
+    survivor = WorkerProcess(job_resources.settings, tmp_path / "survivor.log", "--queue", DEFAULT, **env)
+    try:
+        await survivor.wait_started()
+
+        async def all_done() -> bool:
+            return (await counts(job_resources))["completed"] == len(keys)
+
+        await until(all_done, timeout_s=60, what="every job completed after the kills")
+    finally:
+        survivor.signal(signal.SIGTERM)
+        await survivor.wait_exit()
+    assert kills == 6
+    final = await counts(job_resources)
+    assert final["failed"] == 0
+    assert await per_key(job_resources, testjobs.effects_key, keys) == [1] * len(keys)
+    runs = await per_key(job_resources, testjobs.runs_key, keys)
+    assert all(r >= 1 for r in runs)
+    assert sum(runs) > len(keys), "some job should have been interrupted and run again"
+
+
+async def test_redis_restarted_while_jobs_wait_and_while_they_run(settings: Settings, tmp_path: Path) -> None:
+    server = PrivateRedis(
+        tmp_path / "redis",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--maxmemory-policy",
+        "noeviction",
+    )
+    server.start()
+    own = with_redis(settings, server.url)
+    resources = Resources.open(own)
+    worker = None
+    try:
+        waiting = [f"w{i}" for i in range(20)]
+        for key in waiting:
+            await resources.producer.enqueue("test.sturdy", {"key": key}, job_id=f"j-{key}")
+        server.stop(kill=True)  # SIGKILL: only what the append-only file has survives
+        server.start()
+        await resources.producer.redis.connection_pool.disconnect()
+        assert (await counts(resources))["waiting"] == len(waiting), (
+            "jobs waiting before the restart are kept"
+        )
+
+        worker = WorkerProcess(own, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
+        await worker.wait_started()
+        running = [f"r{i}" for i in range(30)]
+        for key in running:
+            await resources.producer.enqueue("test.sturdy", {"key": key, "sleep_ms": 300}, job_id=f"j-{key}")
+        await asyncio.sleep(0.6)
+        server.stop(kill=True)
+        await asyncio.sleep(1.0)  # down for a second, with jobs in flight
+        server.start()
+        await resources.producer.redis.connection_pool.disconnect()
+        everything = waiting + running
+
+        async def all_done() -> bool:
+            return (await counts(resources))["completed"] == len(everything)
+
+        await until(all_done, timeout_s=90, what="every job completed after the Redis restarts")
+        assert (await counts(resources))["failed"] == 0
+        assert await per_key(resources, testjobs.effects_key, everything) == [1] * len(everything)
+    finally:
+        if worker:
+            worker.signal(signal.SIGTERM)
+            await worker.wait_exit()
+        await resources.aclose()
+        server.stop()
+
+
+async def test_postgres_unreachable_for_a_while_jobs_retry_and_complete(
+    job_resources: Resources,
+    tmp_path: Path,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    db_name = (job_resources.settings.database_url or "").rsplit("/", 1)[1]
+    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy.start()
+    through_proxy = Settings(
+        **{
+            **job_resources.settings.model_dump(),
+            "database_url": with_database(f"postgresql://postgres@127.0.0.1:{proxy.port}/x", db_name),
+        }
+    )
+    worker = WorkerProcess(through_proxy, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
+    try:
+        await worker.wait_started()
+        user = await make_user()
+        export_ids = []
+        proxy.cut()
+        async with job_resources.db.transaction() as session:
+            for _ in range(5):
+                export = await accounts_repo.create_export(
+                    session, user.id, uuid.uuid4(), f"x-{uuid.uuid4()}"
+                )
+                export_ids.append(export.id)
+        for export_id in export_ids:
+            await job_resources.producer.enqueue(
+                "test.export", {"export_id": export_id}, job_id=f"exp-{export_id}"
+            )
+
+        async def some_retried() -> bool:
+            return (await counts(job_resources))["delayed"] >= 3
+
+        await until(
+            some_retried, timeout_s=30, what="jobs failing and waiting to retry while PostgreSQL is down"
+        )
+        await asyncio.sleep(2.5)  # stay down across more than one backoff
+        proxy.restore()
+
+        async def all_done() -> bool:
+            return (await counts(job_resources))["completed"] == len(export_ids)
+
+        await until(all_done, timeout_s=60, what="exports completed once PostgreSQL is back")
+    finally:
+        worker.signal(signal.SIGTERM)
+        await worker.wait_exit()
+        proxy.close()
+    assert (await counts(job_resources))["failed"] == 0
+    for export_id in export_ids:
+        job = await job_resources.producer.queue(DEFAULT).getJob(f"exp-{export_id}")
+        assert int(job.attemptsMade) >= 2, "it failed while the database was away"
+        assert any("Connect" in t or "connect" in t or "refused" in t for t in job.stacktrace)
+        async with job_resources.db.transaction() as session:
+            export = await accounts_repo.get_export(session, export_id)
+        assert export is not None
+        assert export.status == "done"
+
+
+async def test_blocking_handler_is_reported_and_not_run_twice(
+    job_resources: Resources, tmp_path: Path
+) -> None:
+    """The job blocks the loop for 4 s while locks live 2 s: without the watchdog the second worker
+    would take it over and run it again."""
+    workers = [
+        WorkerProcess(job_resources.settings, tmp_path / f"w{i}.log", "--queue", DEFAULT, **TEST_JOBS)
+        for i in range(2)
+    ]
+    try:
+        for worker in workers:
+            await worker.wait_started()
+        job_id = await job_resources.producer.enqueue(
+            "test.effect", {"key": "blocker", "block_ms": 4000}, job_id="blk-1"
+        )
+
+        async def done() -> bool:
+            return (await counts(job_resources))["completed"] == 1
+
+        await until(done, timeout_s=30, what="the blocking job completing")
+        await asyncio.sleep(job_resources.settings.recovery_time_s)  # would a second run still start?
+        assert await per_key(job_resources, testjobs.runs_key, ["blocker"]) == [1]
+    finally:
+        for worker in workers:
+            worker.signal(signal.SIGTERM)
+        for worker in workers:
+            await worker.wait_exit()
+    logs = "".join(w.output() for w in workers)
+    assert "event loop blocked for" in logs
+    assert f"test.effect {job_id}" in logs
+
+
+async def test_process_killed_between_commit_and_enqueue_the_scheduled_relay_enqueues(
+    resources: Resources,
+    tmp_path: Path,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.workers import process_env
+
+    user = await make_user()
+    crashed = subprocess.run(
+        [sys.executable, "-m", "tests.support.crash_between_commit_and_enqueue", str(user.id)],
+        env=process_env(resources.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert crashed.returncode == 17, crashed.stderr
+    job_id = crashed.stdout.strip()
+    assert await resources.producer.queue(DEFAULT).getJob(job_id) is None
+    # A worker for all queues: the outbox.relay scheduler (every second here) finds the row.
+    worker = WorkerProcess(resources.settings, tmp_path / "w.log", HABITJOBS_OUTBOX_RELAY_EVERY_MS="1000")
+    try:
+        await worker.wait_started()
+
+        async def completed() -> bool:
+            job = await resources.producer.queue(DEFAULT).getJob(job_id)
+            return (
+                job is not None and await resources.producer.queue(DEFAULT).getJobState(job_id) == "completed"
+            )
+
+        await until(completed, timeout_s=30, what="the relayed job completing")
+    finally:
+        worker.signal(signal.SIGTERM)
+        await worker.wait_exit()
+    schedulers = await resources.producer.queue("scheduler").getJobSchedulers()
+    assert [s["key"] for s in schedulers].count("outbox-relay") == 1
