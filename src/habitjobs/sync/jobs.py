@@ -1,0 +1,178 @@
+"""Job types of offline sync: merging an upload, and forgetting old tombstones and batches."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from habitjobs.analytics import jobs as analytics_jobs
+from habitjobs.config import Settings
+from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.queue.names import SCHEDULER, SYNC
+from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.retry import NO_RETRY, RetryPolicy
+from habitjobs.sync import repository as repo
+from habitjobs.sync import service
+
+if TYPE_CHECKING:
+    from habitjobs.resources import Resources
+
+log = logging.getLogger(__name__)
+
+PURGE_JOB = "sync.purge"
+
+
+class ApplyBatch(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: uuid.UUID
+
+
+class Purge(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# An upload waiting for earlier ones merges at most this many of them itself before it retries later.
+_MAX_HELPED = 50
+
+
+async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
+    """Merge an uploaded batch, one transaction per chunk. Safe to run twice and to resume after a crash:
+    progress is the client's ``last_mutation_id``, committed with each chunk."""
+    resources = ctx.resources
+    run = _Run(resources, ctx, may_wait=ctx.attempt == 1)
+    try:
+        step = await run.merge(payload.batch_id)
+    except RetryLater:
+        raise
+    except Exception as exc:
+        if ctx.attempt >= ctx.max_attempts or isinstance(exc, PermanentFailure):
+            message = exc.message if isinstance(exc, PermanentFailure) else f"merge failed: {exc!r}"
+            await _give_up(resources, payload.batch_id, message)
+        raise
+    finally:
+        if run.marked_users:
+            for user_id in run.marked_users:
+                await request_stats_recompute(resources, user_id)
+    return {
+        "batch_id": str(payload.batch_id),
+        "status": step.status,
+        **{
+            k: step.result.get(k) for k in ("applied", "ignored_stale", "already_applied", "last_mutation_id")
+        },
+        "rejected": len(step.result.get("rejected", [])),
+        "helped": run.helped,
+    }
+
+
+class _Run:
+    """One job run: merges its batch, and first any earlier upload of the same client it waits for."""
+
+    def __init__(self, resources: Resources, ctx: JobContext, *, may_wait: bool) -> None:
+        self.resources = resources
+        self.ctx = ctx
+        self.may_wait = may_wait
+        self.helped = 0
+        self.marked_users: set[uuid.UUID] = set()
+
+    async def merge(self, batch_id: uuid.UUID, *, helping: bool = False) -> service.Step:
+        settings = self.resources.settings
+        work: service.BatchWork | None = None
+        while True:
+            # The batch is read in the first chunk's transaction: one connection checkout per chunk.
+            async with self.resources.db.transaction() as session:
+                if work is None:
+                    work = await service.load_batch(session, settings, batch_id)
+                if work is None:  # removed by retention after it was merged: nothing is left to do
+                    return service.Step(True, "missing")
+                if work.status in service.FINAL_STATUSES:
+                    return service.Step(True, work.status, work.result)
+                step = await service.merge_next_chunk(
+                    session,
+                    settings,
+                    work,
+                    may_wait=self.may_wait and not helping,
+                    now=self.resources.clock.now(),
+                )
+            if step.blocked_by is not None:
+                self.helped += 1
+                if self.helped > _MAX_HELPED:
+                    raise RetryLater("too many earlier uploads of this client to merge first", after_s=5)
+                await self.merge(step.blocked_by, helping=True)
+            elif step.done:
+                break
+            elif not helping:
+                await self.ctx.progress({"merged_through": step.result["last_mutation_id"]})
+        if step.result.get("marked"):
+            self.marked_users.add(work.user_id)
+        return step
+
+
+async def _give_up(resources: Resources, batch_id: uuid.UUID, error: str) -> None:
+    async with resources.db.transaction() as session:
+        await service.fail_batch(session, batch_id, error)
+
+
+async def request_stats_recompute(resources: Resources, user_id: uuid.UUID) -> bool:
+    """THE HOOK where a merge asks for the user's statistics and streaks to be recomputed.
+
+    The dirty marks (``stats_dirty_days``, ``streak_dirty``) are already committed, so this enqueue is
+    best effort: a lost one delays the recompute (the analytics planner sweeps marks that waited too
+    long), it loses no data. It is delayed by ``sync_recompute_debounce_ms`` and deduplicated per user
+    (``recompute-<user>``), so a phone uploading ten batches in a row costs one recompute. A worker whose
+    registry has no analytics job type enqueues nothing: the marks wait. Returns whether one was requested.
+    """
+    if resources.registry.find(analytics_jobs.RECOMPUTE_JOB) is None:
+        return False
+    try:
+        await analytics_jobs.request_recompute(
+            resources, [user_id], delay_ms=resources.settings.sync_recompute_debounce_ms
+        )
+    except Exception:
+        log.exception("could not request a statistics recompute for user %s (the dirty marks wait)", user_id)
+        return False
+    return True
+
+
+async def purge(ctx: JobContext, _payload: Purge) -> dict[str, Any]:
+    """Forget old tombstones (moving each user's pull horizon) and old finished batches."""
+    resources = ctx.resources
+    now = resources.clock.now()
+    settings = resources.settings
+    async with resources.db.transaction() as session:
+        horizons = await service.purge_tombstones(
+            session, now - timedelta(seconds=settings.sync_tombstone_keep_s)
+        )
+    async with resources.db.transaction() as session:
+        batches = await repo.delete_finished_batches(
+            session, now - timedelta(seconds=settings.sync_batch_keep_s)
+        )
+    return {"horizons_moved": horizons, "batches_deleted": batches}
+
+
+JOBS: list[JobSpec[Any]] = [
+    JobSpec(
+        service.APPLY_JOB,
+        SYNC,
+        ApplyBatch,
+        apply_batch,
+        policy=RetryPolicy(attempts=10, base_delay_s=1, max_delay_s=60),
+        description="merge an uploaded batch of offline mutations",
+    ),
+    JobSpec(
+        PURGE_JOB,
+        SCHEDULER,
+        Purge,
+        purge,
+        policy=NO_RETRY,
+        description="forget old tombstones and merged upload batches",
+    ),
+]
+
+
+def schedules(settings: Settings) -> list[Schedule]:
+    return [Schedule("sync-purge", PURGE_JOB, every_ms=settings.sync_purge_every_ms)]

@@ -1,0 +1,360 @@
+"""Use-cases of offline sync: accept an upload, merge it chunk by chunk, report on it, pull changes.
+
+Services never commit: the route's or the job's transaction does.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitjobs.config import Settings
+from habitjobs.errors import (
+    Conflict,
+    HabitjobsError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermanentFailure,
+    RetryLater,
+)
+from habitjobs.queue.outbox import Outbox, StagedJob
+from habitjobs.sync import clocks
+from habitjobs.sync import cursor as cursors
+from habitjobs.sync import repository as repo
+from habitjobs.sync.entities import ENTITIES
+from habitjobs.sync.merge import merge_chunk
+from habitjobs.sync.models import SyncBatch
+from habitjobs.sync.mutations import MutationIn, StoredMutation, plan
+from habitjobs.sync.schemas import SCHEMA_VERSION, PullOut, PushIn, TableChanges
+
+APPLY_JOB = "sync.apply_batch"
+FINAL_STATUSES = frozenset({"applied", "failed"})
+# A batch following a mutation nobody uploaded waits this long once (that upload may be in flight).
+GAP_WAIT_S = 2.0
+
+# A NUL escape not preceded by an escaped backslash: PostgreSQL text cannot hold NUL.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_MUTATIONS = TypeAdapter(list[MutationIn])
+_STORED = TypeAdapter(list[StoredMutation])
+
+
+class ResetRequired(Conflict):
+    """The client speaks a schema this server does not: it must drop its local data and pull afresh."""
+
+    code = "reset_required"
+
+
+def apply_job_id(batch_id: uuid.UUID) -> str:
+    return f"sync-{batch_id}"
+
+
+# --- push -----------------------------------------------------------------------------------------
+
+
+def _payload_json(mutations: list[MutationIn]) -> str:
+    """The mutations as JSON text for a jsonb column, or 422 for text PostgreSQL cannot store."""
+    try:
+        encoded = _MUTATIONS.dump_json(mutations, exclude_none=True)
+    except pydantic_core.PydanticSerializationError:
+        raise InvalidInput("the batch contains text that is not valid Unicode", field="mutations") from None
+    if b"\\u0000" in encoded and _NUL_ESCAPE.search(encoded):
+        raise InvalidInput("text may not contain the NUL character (\\u0000)", field="mutations")
+    return encoded.decode()
+
+
+def _check_envelope(settings: Settings, body: PushIn) -> None:
+    if body.schema_version != SCHEMA_VERSION:
+        raise ResetRequired(
+            f"schema_version {body.schema_version} is not supported (this server speaks {SCHEMA_VERSION}); "
+            "reset local data and pull",
+            reset_required=True,
+        )
+    if len(body.mutations) > settings.sync_max_mutations:
+        raise PayloadTooLarge(
+            f"{len(body.mutations)} mutations in one batch; at most {settings.sync_max_mutations}",
+            max_mutations=settings.sync_max_mutations,
+        )
+    first = body.mutations[0].mutation_id
+    for index, mutation in enumerate(body.mutations):
+        if mutation.mutation_id != first + index:
+            raise InvalidInput(
+                f"mutation ids must be consecutive: expected {first + index}, got {mutation.mutation_id}",
+                field=f"mutations.{index}.mutation_id",
+            )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A checked upload, ready to be stored (alone or in a group, see :mod:`habitjobs.sync.intake`)."""
+
+    user_id: uuid.UUID
+    values: dict[str, Any]
+    payload_json: str
+
+    @property
+    def batch_id(self) -> uuid.UUID:
+        batch_id: uuid.UUID = self.values["batch_id"]
+        return batch_id
+
+
+def prepare_push(settings: Settings, user_id: uuid.UUID, body: PushIn) -> Upload:
+    """Everything about an upload that needs no database: 409 / 413 / 422 are decided here."""
+    _check_envelope(settings, body)
+    values: dict[str, Any] = {
+        "batch_id": body.batch_id,
+        "user_id": user_id,
+        "client_id": body.client_id,
+        "schema_version": body.schema_version,
+        "job_id": apply_job_id(body.batch_id),
+        "mutation_count": len(body.mutations),
+        "first_mutation_id": body.mutations[0].mutation_id,
+        "last_mutation_id": body.mutations[-1].mutation_id,
+    }
+    return Upload(user_id, values, _payload_json(body.mutations))
+
+
+Stored = tuple[SyncBatch, bool]
+
+
+async def store_uploads(
+    session: AsyncSession, outbox: Outbox, uploads: Sequence[Upload]
+) -> list[Stored | HabitjobsError]:
+    """Store the uploads and stage their merge jobs in the caller's transaction: one statement for the
+    batches and one for the outbox rows, however many uploads.
+
+    Per upload: the batch and whether it is new; or the error to answer. A batch id seen before gives
+    the stored batch (its current status) and stages nothing — also when two identical requests race,
+    in one group or in two: the second insert waits for the first and then finds its row. Another
+    user's batch id is refused without saying anything about that batch. A user that does not exist any
+    more fails the whole statement (:class:`Unauthorized`), so the caller can retry uploads one by one.
+    """
+    first: dict[uuid.UUID, Upload] = {}
+    for upload in uploads:
+        first.setdefault(upload.batch_id, upload)
+    inserted = await repo.insert_batches(session, [(u.values, u.payload_json) for u in first.values()])
+    staged = [
+        StagedJob(APPLY_JOB, {"batch_id": u.batch_id}, u.values["job_id"], u.user_id)
+        for u in first.values()
+        if u.batch_id in inserted
+    ]
+    if staged:
+        await outbox.add_many(session, staged)
+    known = await repo.get_batches(session, [i for i in first if i not in inserted])
+    for batch_id, received_at in inserted.items():
+        u = first[batch_id]
+        known[batch_id] = SyncBatch(**u.values, status="queued", received_at=received_at, result={})
+    outcomes: list[Stored | HabitjobsError] = []
+    for upload in uploads:
+        batch = known.get(upload.batch_id)
+        if batch is None or batch.user_id != upload.user_id:
+            outcomes.append(Conflict("this batch_id cannot be used; generate a new one", field="batch_id"))
+        else:
+            outcomes.append((batch, upload is first[upload.batch_id] and upload.batch_id in inserted))
+    return outcomes
+
+
+async def accept_push(
+    session: AsyncSession, outbox: Outbox, settings: Settings, user_id: uuid.UUID, body: PushIn
+) -> Stored:
+    """Check and store one upload in the caller's transaction (see :func:`store_uploads`)."""
+    [outcome] = await store_uploads(session, outbox, [prepare_push(settings, user_id, body)])
+    if isinstance(outcome, HabitjobsError):
+        raise outcome
+    return outcome
+
+
+async def get_batch(session: AsyncSession, user_id: uuid.UUID, batch_id: uuid.UUID) -> SyncBatch:
+    batch = await repo.get_batch(session, batch_id)
+    if batch is None or batch.user_id != user_id:
+        raise NotFound(f"batch {batch_id} not found")
+    return batch
+
+
+# --- merge ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchWork:
+    """What merging a batch needs, read once per job run (the payload never changes)."""
+
+    batch_id: uuid.UUID
+    user_id: uuid.UUID
+    client_id: str
+    schema_version: int
+    first_mutation_id: int
+    status: str
+    clock_limit: datetime
+    mutations: list[StoredMutation]
+    # The outcome so far, as read (for a batch merged before).
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+async def load_batch(session: AsyncSession, settings: Settings, batch_id: uuid.UUID) -> BatchWork | None:
+    found = await repo.batch_with_payload(session, batch_id)
+    if found is None:
+        return None
+    batch, payload = found
+    final = batch.status in FINAL_STATUSES
+    return BatchWork(
+        batch_id=batch.batch_id,
+        user_id=batch.user_id,
+        client_id=batch.client_id,
+        schema_version=batch.schema_version,
+        first_mutation_id=batch.first_mutation_id,
+        status=batch.status,
+        clock_limit=clocks.clamp_limit(batch.received_at, settings.sync_max_clock_skew_s),
+        mutations=[] if final else _stored_mutations(payload),
+        result=dict(batch.result or {}),
+    )
+
+
+def _stored_mutations(payload: str) -> list[StoredMutation]:
+    try:
+        return _STORED.validate_json(payload)
+    except ValidationError as exc:
+        # Written by accept_push after validation: only a bug or a hand edit gets here; retrying cannot help.
+        raise PermanentFailure(f"the stored payload is malformed: {exc.errors()[0]['msg']}") from exc
+
+
+@dataclass
+class Step:
+    """Where a batch stands after one merge step."""
+
+    done: bool
+    status: str
+    result: dict[str, Any] = field(default_factory=dict)
+    # Another upload of the same client holds the next mutations: merge that one first.
+    blocked_by: uuid.UUID | None = None
+
+
+async def merge_next_chunk(
+    session: AsyncSession, settings: Settings, work: BatchWork, *, may_wait: bool, now: datetime
+) -> Step:
+    """Merge the batch's next chunk in the caller's transaction, with its progress.
+
+    The chunk's writes, the client's ``last_mutation_id`` and the batch's accumulated result commit
+    together, so a run that dies between chunks resumes after the last committed one and applies
+    nothing twice.
+
+    When the batch starts after a mutation not merged yet: if an upload of the same client holds that
+    mutation, the step says so (``blocked_by``) and the caller merges that upload first — a phone that
+    uploads twice in a row does not wait for the jobs' order. If no upload holds it, the batch waits once
+    (``may_wait``: one may still be in flight), then fails with the gap, telling the client where to
+    resume.
+    """
+    version = await repo.bump_version(session, work.user_id)
+    header = SyncBatch(batch_id=work.batch_id, user_id=work.user_id, client_id=work.client_id)
+    batch, last = await repo.lock_batch_and_client(session, header, work.schema_version)
+    if batch is None or last is None:
+        return Step(True, "missing")
+    if batch.status in FINAL_STATUSES:
+        return Step(True, batch.status, dict(batch.result or {}))
+    result: dict[str, Any] = {
+        "applied": 0,
+        "ignored_stale": 0,
+        "processed": 0,
+        "rejected": [],
+        "marked": False,
+        **(batch.result or {}),
+    }
+    todo = plan(work.mutations, last)
+    # Mutations of this batch that another batch (a retry under a new id) merged first.
+    result["already_applied"] = todo.already_applied - result["processed"]
+    result["last_mutation_id"] = last
+    if todo.gap is not None:
+        expected, found = todo.gap
+        holder = await repo.open_batch_holding(session, work.user_id, work.client_id, expected)
+        if holder is not None and holder != work.batch_id:
+            return Step(False, batch.status, result, blocked_by=holder)
+        if may_wait:
+            raise RetryLater(f"mutation {expected} has not been uploaded yet", after_s=GAP_WAIT_S)
+        result["gap"] = {"expected": expected, "found": found}
+        error = f"mutation_gap: expected mutation {expected} first, got {found}; push from {expected} on"
+        await repo.save_progress(session, batch, "failed", result, error=error)
+        return Step(True, "failed", result)
+    if not todo.pending:
+        await repo.save_progress(session, batch, "applied", result)
+        return Step(True, "applied", result)
+    chunk = todo.pending[: settings.sync_chunk_mutations]
+    outcome = await merge_chunk(
+        session,
+        user_id=work.user_id,
+        writer=work.client_id,
+        chunk=chunk,
+        version=version,
+        clock_limit=work.clock_limit,
+        now=now,
+    )
+    result["applied"] += outcome.applied
+    result["ignored_stale"] += outcome.stale
+    result["rejected"] = [*result["rejected"], *(r.as_json() for r in outcome.rejected)]
+    result["processed"] += len(chunk)
+    result["marked"] = result["marked"] or bool(outcome.marks)
+    result["last_mutation_id"] = chunk[-1]["mutation_id"]
+    result["cursor"] = cursors.Cursor(version).encode()
+    status = "applied" if len(chunk) == len(todo.pending) else "processing"
+    await repo.save_progress(session, batch, status, result, merged_through=chunk[-1]["mutation_id"])
+    return Step(status == "applied", status, result)
+
+
+async def fail_batch(session: AsyncSession, batch_id: uuid.UUID, error: str) -> None:
+    """Record that merging gave up (the job's last attempt failed); the client must push again."""
+    batch = await repo.get_batch_for_update(session, batch_id)
+    if batch is not None and batch.status not in FINAL_STATUSES:
+        await repo.save_progress(session, batch, "failed", batch.result or {}, error=error[:1000])
+
+
+# --- pull -----------------------------------------------------------------------------------------
+
+
+async def pull(session: AsyncSession, user_id: uuid.UUID, raw_cursor: str | None, limit: int) -> PullOut:
+    """Changes after the cursor, oldest first, and each client's last merged mutation — all read from one
+    snapshot, so a client never sees its mutation acknowledged before the rows it changed."""
+    after = cursors.decode(raw_cursor)
+    await repo.use_snapshot(session)
+    state = await repo.sync_state(session, user_id)
+    progress = await repo.client_progress(session, user_id)
+    if after != cursors.START and not state.purged_through <= after.version <= state.version:
+        return PullOut(
+            changes={}, cursor=None, has_more=False, last_mutation_ids=progress, reset_required=True
+        )
+    # A first sync needs no tombstones: the client has nothing to delete.
+    changes = await repo.changes_after(session, user_id, after, limit + 1, live_only=after == cursors.START)
+    has_more = len(changes) > limit
+    changes = changes[:limit]
+    tables = {spec.table.name: TableChanges() for spec in ENTITIES.values()}
+    names = [spec.table.name for spec in ENTITIES.values()]
+    for change in changes:
+        table = tables[names[change.rank]]
+        if change.deleted:
+            table.deleted.append(change.id)
+        else:
+            assert change.row is not None
+            table.upserted.append(change.row)
+    next_cursor = changes[-1].cursor if has_more else cursors.Cursor(state.version)
+    return PullOut(
+        changes=tables,
+        cursor=next_cursor.encode(),
+        has_more=has_more,
+        last_mutation_ids=progress,
+    )
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+
+async def purge_tombstones(session: AsyncSession, cutoff: datetime) -> int:
+    """Forget tombstones older than ``cutoff``, children first. Returns how many horizons moved."""
+    moved = 0
+    for spec in reversed(list(ENTITIES.values())):
+        moved += await repo.purge_tombstones(session, spec, cutoff)
+    return moved
