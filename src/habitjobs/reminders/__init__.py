@@ -1,0 +1,1 @@
+"""Reminders at the user's local time: schedules, the minute tick, streak-at-risk alerts."""
