@@ -1,5 +1,28 @@
 # Sourced by the other scripts: make sure .venv exists and has exactly the locked dependencies.
-# Usage: ensure_venv <extras>   (extras: "dev" for tests, "devstack" for `habitjobs dev`)
+# Usage: ensure_venv <extras>   (extras: "dev" for tests, "devstack" for `habitjobs dev`; dev includes devstack)
+#
+# .venv/.habitjobs-installed records the hash of pyproject.toml + constraints.txt and the extras installed
+# with it. When it does not cover the request, scripts/_venv_check.py looks at what is installed, and pip
+# runs only if something is missing or differs from the pins.
+
+_venv_lock_hash() {
+  cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1
+}
+
+# _venv_covers <stamp> <hash> <extra>: the stamp names this hash and an extra that includes <extra>.
+_venv_covers() {
+  local stamp="$1" hash="$2" extra="$3"
+  set -- $stamp
+  [ "${1:-}" = "$hash" ] || return 1
+  shift
+  local have
+  for have in "$@"; do
+    if [ "$have" = "$extra" ] || { [ "$have" = "dev" ] && [ "$extra" = "devstack" ]; }; then
+      return 0
+    fi
+  done
+  return 1
+}
 
 ensure_venv() {
   local extras="$1"
@@ -20,12 +43,19 @@ ensure_venv() {
     echo "creating .venv with $python"
     "$python" -m venv .venv
   fi
-  local stamp
-  stamp="$extras $(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
-  if [ "$(cat .venv/.habitjobs-installed 2>/dev/null)" != "$stamp" ]; then
+  local stamp_file=.venv/.habitjobs-installed hash stamp
+  hash="$(_venv_lock_hash)"
+  stamp="$(cat "$stamp_file" 2>/dev/null || true)"
+  if _venv_covers "$stamp" "$hash" "$extras"; then
+    return 0
+  fi
+  # Extras already recorded for this hash stay recorded; a new hash starts over.
+  local recorded=""
+  case "$stamp" in "$hash "*) recorded="${stamp#* }" ;; esac
+  if ! .venv/bin/python scripts/_venv_check.py "$extras"; then
     echo "installing habitjobs[$extras] with the locked versions (constraints.txt)"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$extras]"
-    echo "$stamp" > .venv/.habitjobs-installed
   fi
+  echo "$hash $recorded $extras" | tr -s ' ' > "$stamp_file"
 }

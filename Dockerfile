@@ -1,0 +1,27 @@
+# The one image of habitjobs: `habitjobs api`, `habitjobs worker` and `habitjobs db upgrade` (see
+# docker-compose.yml). Dependencies are installed at the exact versions of constraints.txt.
+
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/habitjobs
+WORKDIR /build
+# Dependencies first: this layer is rebuilt only when the pins change, not at every code change.
+COPY pyproject.toml constraints.txt README.md ./
+RUN mkdir -p src/habitjobs && touch src/habitjobs/__init__.py \
+ && /opt/habitjobs/bin/pip install -c constraints.txt . \
+ && /opt/habitjobs/bin/pip uninstall --yes habitjobs
+COPY src ./src
+RUN /opt/habitjobs/bin/pip install --no-deps -c constraints.txt .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin habitjobs
+COPY --from=build /opt/habitjobs /opt/habitjobs
+ENV PATH=/opt/habitjobs/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HABITJOBS_ENV=prod \
+    HABITJOBS_API_HOST=0.0.0.0 \
+    HABITJOBS_API_PORT=8000
+USER habitjobs
+EXPOSE 8000
+ENTRYPOINT ["habitjobs"]
+CMD ["api"]
