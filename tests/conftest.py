@@ -12,6 +12,7 @@ import pytest
 from habitjobs.accounts.auth import mint_token
 from habitjobs.accounts.repository import get_or_create_user, update_user
 from habitjobs.api.app import create_app
+from habitjobs.clock import SystemClock
 from habitjobs.config import Settings
 from habitjobs.db.all_models import Base
 from habitjobs.resources import Resources
@@ -111,7 +112,8 @@ def make_user(resources: Resources):  # type: ignore[no-untyped-def]
             user = await get_or_create_user(session, email)
             if admin:
                 await update_user(session, user.id, {"is_admin": True})
-        token = mint_token(resources.settings, user.id, now=resources.clock.now())
+        # Tokens are checked against the real time, whatever clock the test gives the resources.
+        token = mint_token(resources.settings, user.id, now=SystemClock().now())
         return ApiUser(id=user.id, email=email, token=token)
 
     return make

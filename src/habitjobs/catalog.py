@@ -6,13 +6,24 @@ import importlib
 from typing import Any
 
 from habitjobs.accounts import jobs as accounts_jobs
+from habitjobs.analytics import jobs as analytics_jobs
 from habitjobs.config import Settings
+from habitjobs.push import jobs as push_jobs
 from habitjobs.queue import jobs as queue_jobs
 from habitjobs.queue.registry import JobSpec, Registry, Schedule
+from habitjobs.reminders import jobs as reminders_jobs
+from habitjobs.sync import jobs as sync_jobs
 
 
 def all_jobs() -> list[JobSpec[Any]]:
-    return [*queue_jobs.JOBS, *accounts_jobs.JOBS]
+    return [
+        *queue_jobs.JOBS,
+        *accounts_jobs.JOBS,
+        *sync_jobs.JOBS,
+        *push_jobs.JOBS,
+        *reminders_jobs.JOBS,
+        *analytics_jobs.JOBS,
+    ]
 
 
 def extra_jobs(settings: Settings) -> list[JobSpec[Any]]:
@@ -28,4 +39,9 @@ def build_registry(settings: Settings | None = None) -> Registry:
 
 
 def build_schedules(settings: Settings) -> list[Schedule]:
-    return [*queue_jobs.schedules(settings)]
+    return [
+        *queue_jobs.schedules(settings),
+        *sync_jobs.schedules(settings),
+        *reminders_jobs.schedules(settings),
+        *analytics_jobs.schedules(settings),
+    ]

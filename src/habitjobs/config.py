@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     # embedding application brings, or the test suite's own.
     extra_job_modules: str = ""
 
+    # Reminders.
+    reminder_tick_every_ms: int = Field(default=60_000, ge=1_000)
+    reminder_lookahead_s: int = Field(default=60, ge=0)
+    reminder_tolerance_s: int = Field(default=900, ge=0)
+    reminder_chunk: int = Field(default=2_000, ge=1)
+    reminder_parallel: int = Field(default=3, ge=1, le=16)
+    streak_alert_min_days: int = Field(default=2, ge=1)
+
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -63,6 +71,65 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     jwt_issuer: str = "habitjobs"
+
+    # `habitjobs dev`: the embedded Valkey and PostgreSQL it starts for a store whose URL is unset keep
+    # their data here (relative to the working directory) and listen on loopback on these ports, away
+    # from the usual 6379/5432 so that they never collide with a system server.
+    dev_data_dir: str = ".habitjobs"
+    dev_redis_port: int = Field(default=6399, ge=1, le=65535)
+    dev_postgres_port: int = Field(default=5499, ge=1, le=65535)
+
+    # Offline sync. Uploads above these limits get 413 (the app splits its queue into smaller batches).
+    sync_max_mutations: int = Field(default=500, ge=1)
+    sync_max_batch_bytes: int = Field(default=1_000_000, ge=1_000)
+    # Mutations merged per transaction; a crash loses at most one chunk's work, which is then redone.
+    sync_chunk_mutations: int = Field(default=500, ge=1)
+    # Device clocks run fast: a client timestamp later than the upload's arrival plus this is clamped.
+    sync_max_clock_skew_s: float = Field(default=300.0, ge=0)
+    # Tombstones older than this are purged; a client whose cursor predates the purge must re-sync.
+    sync_tombstone_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
+    sync_batch_keep_s: int = Field(default=7 * 24 * 3600, ge=3600)
+    sync_purge_every_ms: int = Field(default=6 * 3600 * 1000, ge=1_000)
+    # The statistics recompute after a merge waits this long for more uploads of the same user.
+    sync_recompute_debounce_ms: int = Field(default=30_000, ge=0)
+
+    # Statistics and streaks. The nightly roll-up of a zone works through its users in chunks of this
+    # many, one transaction each; every analytics statement is cancelled after the timeout (the primary
+    # must never be held by a runaway aggregate).
+    analytics_chunk_users: int = Field(default=1_000, ge=1)
+    analytics_statement_timeout_ms: int = Field(default=120_000, ge=0)
+    # `analytics.plan`: how often it looks for zones whose day ended, and how many past local days it
+    # still catches up on (a planner that was down for a day leaves no hole).
+    analytics_plan_every_ms: int = Field(default=5 * 60 * 1000, ge=1_000)
+    analytics_plan_lookback_days: int = Field(default=2, ge=1, le=14)
+    # Dirty marks older than this without a recompute (a lost debounced enqueue) are swept by the planner.
+    analytics_stale_mark_s: float = Field(default=600.0, ge=0)
+
+    # Push notifications. A provider without credentials is "not configured": its deliveries stay pending
+    # and the batch job fails visibly. The host/endpoint/CA overrides point the senders at local fakes.
+    push_fcm_credentials_file: str | None = None  # Google service-account JSON key
+    push_fcm_project_id: str | None = None  # default: the key file's project_id
+    push_fcm_endpoint: str = "https://fcm.googleapis.com"
+    push_apns_key_file: str | None = None  # APNs auth key (.p8)
+    push_apns_key_id: str = ""
+    push_apns_team_id: str = ""
+    push_apns_topic: str = ""  # the app's bundle id
+    push_apns_host: str = "api.push.apple.com:443"
+    push_apns_sandbox_host: str = "api.sandbox.push.apple.com:443"
+    push_ca_file: str | None = None  # extra CA bundle (the fakes' throwaway CA); default: system CAs
+    # Per worker process: set to the project's target (50-70% of its quota) ÷ the number of workers.
+    push_fcm_rate_per_s: float = Field(default=3_000.0, gt=0)
+    push_apns_rate_per_s: float = Field(default=5_000.0, gt=0)
+    push_fcm_max_connections: int = Field(default=4, ge=1)
+    push_apns_connections: int = Field(default=4, ge=1, le=16)  # streams overlap better on several
+    push_apns_max_streams: int = Field(default=200, ge=1)  # our cap per connection, below APNs' own
+    push_request_timeout_s: float = Field(default=10.0, gt=0)
+    # A claimed delivery is re-sent by another worker only after its lease ran out (a crash mid-send).
+    push_lease_s: float = Field(default=120.0, ge=1)
+    # After credentials are refused, a provider is not tried again by this process for this long.
+    push_auth_pause_s: float = Field(default=300.0, ge=0)
+    # Outcomes are written at most this long after they are known (one UPDATE for many of them).
+    push_outcome_flush_ms: int = Field(default=50, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

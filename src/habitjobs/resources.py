@@ -5,7 +5,8 @@ API requests reach it through ``app.state``; job handlers through ``JobContext.r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from habitjobs.clock import Clock, SystemClock
 from habitjobs.config import Settings
@@ -13,6 +14,9 @@ from habitjobs.db.engine import Database
 from habitjobs.queue.outbox import Outbox
 from habitjobs.queue.producer import Producer
 from habitjobs.queue.registry import Registry
+
+if TYPE_CHECKING:
+    from habitjobs.push.gateway import PushGateway
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Resources:
     producer: Producer
     outbox: Outbox
     clock: Clock
+    _push: PushGateway | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -66,7 +71,19 @@ class Resources:
             clock=clock or SystemClock(),
         )
 
+    def push(self) -> PushGateway:
+        """The push senders of this process, created on first use (only workers send; they connect lazily)."""
+        if self._push is None:
+            from habitjobs.push.gateway import PushGateway
+
+            self._push = PushGateway(self.settings)
+        return self._push
+
     async def aclose(self) -> None:
+        if self._push is not None:
+            await self._push.aclose()
+            self._push = None
+        await self.outbox.settle()
         await self.producer.close()
         if self.analytics_db is not self.db:
             await self.analytics_db.dispose()

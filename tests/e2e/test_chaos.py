@@ -7,6 +7,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -146,13 +147,16 @@ async def test_postgres_unreachable_for_a_while_jobs_retry_and_complete(
     tmp_path: Path,
     make_user,  # type: ignore[no-untyped-def]
 ) -> None:
-    db_name = (job_resources.settings.database_url or "").rsplit("/", 1)[1]
-    proxy = TcpProxy("127.0.0.1", 5432)
+    db_url = urlsplit(job_resources.settings.database_url or "")
+    db_name = db_url.path.lstrip("/")
+    proxy = TcpProxy(db_url.hostname or "127.0.0.1", db_url.port or 5432)
     proxy.start()
     through_proxy = Settings(
         **{
             **job_resources.settings.model_dump(),
-            "database_url": with_database(f"postgresql://postgres@127.0.0.1:{proxy.port}/x", db_name),
+            "database_url": with_database(
+                f"postgresql://{db_url.username or 'postgres'}@127.0.0.1:{proxy.port}/x", db_name
+            ),
         }
     )
     worker = WorkerProcess(through_proxy, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)

@@ -27,6 +27,7 @@ async def test_job_is_enqueued_after_commit_and_marked(resources: Resources, mak
         # Inside the transaction nothing is in Redis yet.
         assert await resources.producer.queue(DEFAULT).getJob(export.job_id) is None
     assert await get_job(resources.producer, DEFAULT, export.job_id) is not None
+    await resources.outbox.settle()  # the mark is written just after the enqueue, off the request's path
     row = await outbox_row(resources, export.job_id)
     assert row is not None
     assert row.enqueued_at is not None

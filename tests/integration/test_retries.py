@@ -3,6 +3,7 @@
 import itertools
 import json
 
+from habitjobs.config import Settings
 from habitjobs.queue.inspect import get_job
 from habitjobs.queue.names import DEFAULT
 from habitjobs.resources import Resources
@@ -105,3 +106,20 @@ async def test_worker_enforces_the_registry_policy_over_the_producers_options(
         f"{job_resources.settings.queue_prefix}:{DEFAULT}:foreign-1", "opts"
     )
     assert json.loads(stored)["attempts"] == 1  # the stored options are left as the producer wrote them
+
+
+async def test_jobs_added_without_retention_get_ours(settings: Settings) -> None:
+    """A producer that sets no removeOnComplete does not fill Redis: the worker's retention applies."""
+    keep_two = Settings(
+        **{**settings.model_dump(), "keep_completed_count": 2, "extra_job_modules": "tests.support.testjobs"}
+    )
+    resources = Resources.open(keep_two)
+    try:
+        queue = resources.producer.queue(DEFAULT)
+        for i in range(5):
+            await queue.add("test.effect", {"key": f"foreign-{i}"}, {"jobId": f"foreign-keep-{i}"})
+        await drain(resources, queues=[DEFAULT])
+        counts = await queue.getJobCounts("completed")
+        assert counts["completed"] == 2
+    finally:
+        await resources.aclose()

@@ -15,6 +15,7 @@ from habitjobs.clock import Clock
 from habitjobs.errors import NotFound, Unauthorized
 from habitjobs.habits import repository as habits_repo
 from habitjobs.queue.outbox import Outbox
+from habitjobs.reminders import service as reminders_service
 
 EXPORT_JOB = "accounts.export_data"
 
@@ -36,6 +37,9 @@ async def patch_me(session: AsyncSession, clock: Clock, user_id: uuid.UUID, body
     user = await repo.update_user(session, user_id, values)
     if user is None:
         raise Unauthorized("the token's user no longer exists")
+    if "timezone_changed_at" in values:
+        # Reminders that follow the user's zone fire at the same wall time in the new zone.
+        await reminders_service.reschedule_for_user_zone(session, clock, user_id, user.timezone)
     return user
 
 

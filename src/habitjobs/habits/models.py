@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,7 +41,14 @@ class _Synced:
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-class Routine(_Synced, Base):
+class _FieldClocks:
+    """Settings entities merge offline edits field by field (two phones renaming and re-ordering the same
+    habit both keep their change): the last-writer-wins clock of each field, kept by offline sync."""
+
+    field_clocks: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class Routine(_Synced, _FieldClocks, Base):
     __tablename__ = "routines"
     __table_args__ = (
         CheckConstraint("kind IN ('morning', 'evening', 'break', 'custom')", name="kind"),
@@ -56,7 +65,7 @@ class Routine(_Synced, Base):
     position: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
-class Habit(_Synced, Base):
+class Habit(_Synced, _FieldClocks, Base):
     __tablename__ = "habits"
     __table_args__ = (
         CheckConstraint("kind IN ('check', 'duration', 'quantity')", name="kind"),

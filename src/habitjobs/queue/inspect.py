@@ -40,7 +40,11 @@ class JobView:
     logs: list[str] = field(default_factory=list)
 
 
-def view_of(job: Job, queue: str, state: str, logs: list[str] | None = None) -> JobView:
+def view_of(
+    job: Job, queue: str, state: str, logs: list[str] | None = None, *, policy_attempts: int | None = None
+) -> JobView:
+    """``policy_attempts``: the attempts the worker enforces for this job type (the stored options may say
+    otherwise when another producer, e.g. NestJS, added the job)."""
     opts = dict(job.opts or {})
     return JobView(
         id=str(job.id),
@@ -49,7 +53,7 @@ def view_of(job: Job, queue: str, state: str, logs: list[str] | None = None) -> 
         state=state,
         progress=job.progress,
         attempts_made=int(job.attemptsMade or 0),
-        max_attempts=max(1, int(opts.get("attempts") or 1)),
+        max_attempts=policy_attempts or max(1, int(opts.get("attempts") or 1)),
         created_at=_ms(job.timestamp),
         processed_at=_ms(job.processedOn),
         finished_at=_ms(job.finishedOn),
@@ -73,4 +77,9 @@ async def get_job(producer: Producer, queue: str, job_id: str, *, with_logs: boo
     if with_logs:
         result = await handle.getJobLogs(job_id)
         logs = list(result.get("logs", []))
-    return view_of(job, queue, str(state), logs)
+    return view_of(job, queue, str(state), logs, policy_attempts=policy_attempts(producer, str(job.name)))
+
+
+def policy_attempts(producer: Producer, name: str) -> int | None:
+    spec = producer.registry.find(name)
+    return spec.policy.attempts if spec else None

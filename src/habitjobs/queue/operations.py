@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from habitjobs.errors import Conflict, InvalidInput, NotFound
-from habitjobs.queue.inspect import JobView, get_job, view_of
+from habitjobs.queue.inspect import JobView, get_job, policy_attempts, view_of
 from habitjobs.queue.names import QUEUES
 from habitjobs.queue.producer import Producer
 
@@ -91,7 +91,10 @@ class JobOperations:
             page=page,
             page_size=page_size,
             total=total,
-            jobs=[view_of(job, queue, state) for job in jobs],
+            jobs=[
+                view_of(job, queue, state, policy_attempts=policy_attempts(self._producer, str(job.name)))
+                for job in jobs
+            ],
         )
 
     async def job(self, queue: str, job_id: str) -> JobView:

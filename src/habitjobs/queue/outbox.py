@@ -2,7 +2,10 @@
 after that transaction commits.
 
 - Commit fails → no row, no job.
-- Commit succeeds, enqueue succeeds → the row is marked ``enqueued_at``.
+- Commit succeeds, enqueue succeeds → the row is marked ``enqueued_at``. The mark is bookkeeping for the
+  relay, not part of the answer: it is written shortly after, in one UPDATE for every row acknowledged
+  meanwhile, so a request answers as soon as its job is in Redis. A mark that never lands (the process
+  dies, the database fails) only means the relay enqueues the row again, which BullMQ ignores.
 - Commit succeeds, the process dies (or Redis is down) before the enqueue → the row stays unmarked and
   the ``outbox.relay`` job enqueues it later with the same deterministic job id; BullMQ ignores an id
   that is already queued, so a late double enqueue does not make a second job.
@@ -10,14 +13,16 @@ after that transaction commits.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +34,20 @@ from habitjobs.queue.producer import EnqueueRequest, Producer
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "habitjobs.outbox.pending"
+_STAGE = (
+    insert(OutboxRow)
+    .on_conflict_do_nothing(index_elements=[OutboxRow.job_id])
+    .returning(OutboxRow.id, OutboxRow.job_id)
+)
+
+
+@dataclass(frozen=True)
+class StagedJob:
+    name: str
+    payload: BaseModel | dict[str, Any]
+    job_id: str
+    user_id: uuid.UUID | None = None
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,9 +57,12 @@ class _Staged:
 
 
 class Outbox:
-    def __init__(self, db: Database, producer: Producer) -> None:
+    def __init__(self, db: Database, producer: Producer, *, mark_delay_s: float = 0.05) -> None:
         self._db = db
         self._producer = producer
+        self._mark_delay_s = mark_delay_s
+        self._acknowledged: list[int] = []
+        self._marking: asyncio.Task[None] | None = None
 
     async def add(
         self,
@@ -56,35 +78,79 @@ class Outbox:
 
         The same ``job_id`` staged twice (a client retrying a request) keeps the first row.
         """
-        spec = self._producer.registry.get(name)
-        check_job_id(job_id)
-        data = self._producer.validate_payload(spec, payload)
-        row_id = await session.scalar(
-            insert(OutboxRow)
-            .values(
-                queue=spec.queue, job_name=name, job_id=job_id, data=data, user_id=user_id, delay_ms=delay_ms
-            )
-            .on_conflict_do_nothing(index_elements=[OutboxRow.job_id])
-            .returning(OutboxRow.id)
-        )
-        if row_id is None:
-            return job_id
-        pending: list[_Staged] | None = session.info.get(_PENDING_KEY)
-        if pending is None:
-            pending = session.info[_PENDING_KEY] = []
-            after_commit(session, lambda: self._flush(pending))
-        pending.append(_Staged(row_id, EnqueueRequest(name, data, job_id=job_id, delay_ms=delay_ms)))
+        await self.add_many(session, [StagedJob(name, payload, job_id, user_id, delay_ms)])
         return job_id
+
+    async def add_many(self, session: AsyncSession, jobs: Sequence[StagedJob]) -> list[str]:
+        """Stage many jobs with one statement (a fan-out staging hundreds of jobs). Returns their ids."""
+        if not jobs:
+            return []
+        rows: list[dict[str, Any]] = []
+        for job in jobs:
+            spec = self._producer.registry.get(job.name)
+            check_job_id(job.job_id)
+            rows.append(
+                {
+                    "queue": spec.queue,
+                    "job_name": job.name,
+                    "job_id": job.job_id,
+                    "data": self._producer.validate_payload(spec, job.payload),
+                    "user_id": job.user_id,
+                    "delay_ms": job.delay_ms,
+                }
+            )
+        # Rows as execute parameters, not as .values(rows): SQLAlchemy then compiles the statement once
+        # and batches the rows itself ("insertmanyvalues"); a VALUES list would be compiled anew for
+        # every row count (tens of milliseconds each for a group of uploads).
+        inserted = (await session.execute(_STAGE, rows)).all()
+        if inserted:
+            by_job_id = {row["job_id"]: row for row in rows}
+            pending: list[_Staged] | None = session.info.get(_PENDING_KEY)
+            if pending is None:
+                pending = session.info[_PENDING_KEY] = []
+                after_commit(session, lambda: self._flush(pending))
+            for row_id, job_id in inserted:
+                row = by_job_id[job_id]
+                request = EnqueueRequest(
+                    row["job_name"], row["data"], job_id=job_id, delay_ms=row["delay_ms"]
+                )
+                pending.append(_Staged(row_id, request))
+        return [job.job_id for job in jobs]
 
     async def _flush(self, staged: list[_Staged]) -> None:
         await self._producer.enqueue_many([s.request for s in staged])
-        await self._mark_enqueued([s.row_id for s in staged])
+        self._acknowledged.extend(s.row_id for s in staged)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._mark_soon(), name="outbox-mark-enqueued")
+
+    async def _mark_soon(self, delay_s: float | None = None) -> None:
+        await asyncio.sleep(self._mark_delay_s if delay_s is None else delay_s)
+        while self._acknowledged:
+            row_ids, self._acknowledged = self._acknowledged, []
+            try:
+                await self._mark_enqueued(row_ids)
+            except Exception:
+                log.warning(
+                    "could not mark %d outbox row(s) enqueued; the relay will enqueue them again",
+                    len(row_ids),
+                )
+                return
 
     async def _mark_enqueued(self, row_ids: list[int]) -> None:
         async with self._db.transaction() as session:
             await session.execute(
-                update(OutboxRow).where(OutboxRow.id.in_(row_ids)).values(enqueued_at=func.now())
+                update(OutboxRow)
+                .where(OutboxRow.id == any_(bindparam("ids", row_ids, type_=ARRAY(BigInteger))))
+                .values(enqueued_at=func.now())
             )
+
+    async def settle(self) -> None:
+        """Mark every row enqueued so far, now (at shutdown; in tests). Never raises: a row left
+        unmarked is enqueued again by the relay, which BullMQ ignores."""
+        while self._marking is not None and not self._marking.done():
+            await asyncio.shield(self._marking)
+        self._marking = asyncio.create_task(self._mark_soon(delay_s=0))
+        await self._marking
 
     async def relay(self, *, grace_s: float, limit: int = 500) -> int:
         """Enqueue rows that were committed but never acknowledged. Returns how many were relayed.

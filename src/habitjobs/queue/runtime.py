@@ -81,6 +81,10 @@ class WorkerRuntime:
             "autorun": False,
             "name": self.name,
             "settings": {"backoffStrategy": self._backoff_ms},
+            # For jobs whose producer set no retention (ours always do; a NestJS producer may not):
+            # bullmq applies these to them, so they do not stay in Redis forever.
+            "removeOnComplete": {"age": s.keep_completed_age_s, "count": s.keep_completed_count},
+            "removeOnFail": {"age": s.keep_failed_age_s, "count": s.keep_failed_count},
         }
 
     # --- job execution ------------------------------------------------------------------------
