@@ -220,7 +220,7 @@ async def test_refused_streams_and_goaway_are_resent_at_once_exactly_once(unruly
     try:
         devices = [token("ok") for _ in range(200)]
         results = await asyncio.gather(*(apns.send(message(d)) for d in devices))
-        assert {r.outcome for r in results} == {Outcome.SENT}
+        assert [r.reason for r in results if r.outcome is not Outcome.SENT] == []
         assert all(unruly_fakes.log.count(d) == 1 for d in devices)
         stats = unruly_fakes.apns.stats
         assert stats.refused >= 60

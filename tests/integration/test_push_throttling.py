@@ -105,7 +105,9 @@ async def test_a_thousand_pushes_through_throttling_and_goaway_each_exactly_once
     assert (len(live), len(dead)) == (900, 100)
     assert [d for d in live if status[d] != "sent"] == []
     assert [d for d in dead if status[d] != "token_invalid"] == []
-    twice = {tokens[d]: errors[d] for d in live if fakes.log.count(tokens[d]) != 1}
+    twice = {
+        tokens[d]: (fakes.log.count(tokens[d]), errors[d]) for d in live if fakes.log.count(tokens[d]) != 1
+    }
     assert twice == {}, f"arrived other than once (last error of each): {twice}; {fakes.apns.stats}"
     assert all(fakes.log.count(tokens[d]) == 0 for d in dead)
     assert not any(enabled[d] for d in dead)

@@ -48,6 +48,12 @@ def attempt_times_key(prefix: str, key: str) -> str:
     return f"{prefix}:test:times:{key}"
 
 
+_APPLY_ONCE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return redis.call('INCR', KEYS[2]) end
+return 0
+"""
+
+
 async def apply_effect(ctx: JobContext, payload: Effect) -> dict[str, Any]:
     """Counts the run, optionally waits/blocks/fails, then applies its effect once (SET NX guard)."""
     redis = _client(ctx)
@@ -64,8 +70,11 @@ async def apply_effect(ctx: JobContext, payload: Effect) -> dict[str, Any]:
         if payload.retry_after_s is not None:
             raise RetryLater(f"provider says wait (run {run})", after_s=payload.retry_after_s)
         raise RuntimeError(f"planned failure {run} of {payload.fail_times} for {payload.key}")
-    if await redis.set(f"{prefix}:test:applied:{payload.key}", ctx.job_id, nx=True):
-        await redis.incr(effects_key(prefix, payload.key))
+    # The guard and the effect in one script: a Redis killed between them must not leave the guard set and
+    # the effect missing (the retry would then skip it).
+    await redis.eval(
+        _APPLY_ONCE, 2, f"{prefix}:test:applied:{payload.key}", effects_key(prefix, payload.key), ctx.job_id
+    )
     return {"key": payload.key, "run": run}
 
 

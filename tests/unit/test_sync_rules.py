@@ -159,7 +159,7 @@ def test_a_patch_carries_only_the_fields_sent() -> None:
 @pytest.mark.parametrize(
     ("mutation", "code", "field"),
     [
-        (raw("reminder", "upsert", uuid.uuid4(), 1, {}), "unknown_entity", "entity"),
+        (raw("alarm", "upsert", uuid.uuid4(), 1, {}), "unknown_entity", "entity"),
         (raw("habit", "replace", uuid.uuid4(), 1, {}), "unsupported_op", "op"),
         (raw("focus_session", "patch", uuid.uuid4(), 1, {"focus_seconds": 1}), "unsupported_op", "op"),
         (raw("habit", "upsert", "12", 1, {"name": "x"}), "invalid_id", "id"),
@@ -541,7 +541,7 @@ def test_checking_many_mutations_at_once_decides_exactly_like_one_at_a_time() ->
         raw("habit", "delete", "nope", 8, None, mid=8),
         raw("habit", "delete", uuid.uuid4(), "2026-03-02T06:00:00", None, mid=9),
         raw("focus_session", "delete", uuid.uuid4(), 10**9, None, mid=10),
-        raw("reminder", "upsert", uuid.uuid4(), 1, {}, mid=11),
+        raw("alarm", "upsert", uuid.uuid4(), 1, {}, mid=11),
         raw("habit_completion", "patch", uuid.uuid4(), 1, {}, mid=12),
     ]
     ops, rejected = validate_all(mutations, writer="phone", clock_limit=LIMIT)

@@ -40,6 +40,9 @@ class JobView:
     logs: list[str] = field(default_factory=list)
 
 
+_CONSISTENT_READS = 5
+
+
 def view_of(
     job: Job, queue: str, state: str, logs: list[str] | None = None, *, policy_attempts: int | None = None
 ) -> JobView:
@@ -69,10 +72,17 @@ def view_of(
 
 async def get_job(producer: Producer, queue: str, job_id: str, *, with_logs: bool = False) -> JobView | None:
     handle = producer.queue(queue)
-    job = await handle.getJob(job_id)
-    if job is None:
-        return None
+    # The job's hash and its state are two reads: a job finishing in between would show "completed" with
+    # the hash of its active run (no attempt counted, no result). Read the state on both sides of the
+    # hash, until both agree.
     state = await handle.getJobState(job_id)
+    for _ in range(_CONSISTENT_READS):
+        job = await handle.getJob(job_id)
+        if job is None:
+            return None
+        before, state = state, await handle.getJobState(job_id)
+        if state == before:
+            break
     logs: list[str] = []
     if with_logs:
         result = await handle.getJobLogs(job_id)

@@ -5,7 +5,8 @@
   after the first accepted push; after any rejected push it drops to 1 again until the next success.
   Streams arriving above the current limit are reset with REFUSED_STREAM (never processed).
 - A graceful GOAWAY after ``apns_goaway_every`` streams: streams up to its last_stream_id are answered,
-  later ones are ignored (the client must resend them), then the connection closes.
+  later ones are ignored (the client must resend them); the client closes the drained connection (this
+  side does after a grace period).
 - The provider token (ES256) is verified; the device token's prefix picks the outcome (see ``outcomes``).
 
 SETTINGS and GOAWAY are written as raw frames beside h2's output: h2 would otherwise enforce the lowered
@@ -43,6 +44,8 @@ MAX_PAYLOAD_BYTES = 4096
 PROVIDER_TOKEN_MAX_AGE_S = 3600
 CONNECTION_WINDOW = 16 * 1024 * 1024
 FLUSH_EVERY = 16
+# After a GOAWAY, how long the client has to close the drained connection before this side does.
+CLOSE_AFTER_GOAWAY_S = 5.0
 
 _REJECTIONS = {
     "baddevice": (400, "BadDeviceToken"),
@@ -242,6 +245,10 @@ class _ApnsConnection(asyncio.Protocol):
         self.open.clear()
         self.transport = None
 
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
     def _schedule_flush(self) -> None:
         # Answers go out in small groups, so the client can work on them while the rest are prepared.
         self._unflushed += 1
@@ -322,7 +329,11 @@ class _ApnsConnection(asyncio.Protocol):
                 self._advertise(1)
         if self.goaway_last is not None and not self.open:
             self._flush()
-            self.transport.close()
+            # Everything owed is answered. The client closes a drained connection itself; closing first
+            # would make this side's kernel answer the client's next frames with a reset, and a reset
+            # drops the answers still unread in the client's socket buffer (as ambiguous failures: the
+            # client would send those messages again).
+            self.loop.call_later(CLOSE_AFTER_GOAWAY_S, self._close)
         else:
             self._schedule_flush()
 
