@@ -9,7 +9,7 @@ Side by side in one run (a warm-up round, then A B C … repeated ``--reps`` tim
 - APNs: ours (``push.send_batch``: lease, our h2 client with many streams, batched outcome writes) vs. a
   naive sender (one request at a time, one UPDATE + commit per delivery) vs. ``aioapns`` with our
   bookkeeping;
-- FCM: ours (``push.send_batch`` on httpx/HTTP2) vs. the naive sender.
+- FCM: ours (``push.send_batch`` on our HTTP/2 client) vs. the naive sender (the same client, one at a time).
 
 Each round creates ``--deliveries`` push_deliveries rows (one per device, 5 devices per user) and stages
 them as jobs of 500 on the paused ``push`` queue; the clock runs from resuming the queue to the last
@@ -56,7 +56,7 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "apns-ours": ("apns", "push.send_batch", "APNs, ours (h2 client, batched books)"),
     "apns-naive": ("apns", "bench.naive_send", "APNs, naive (1 request at a time)"),
     "apns-aioapns": ("apns", "bench.aioapns_send", "APNs, aioapns client + our books"),
-    "fcm-ours": ("fcm", "push.send_batch", "FCM, ours (httpx HTTP/2)"),
+    "fcm-ours": ("fcm", "push.send_batch", "FCM, ours (h2 client, batched books)"),
     "fcm-naive": ("fcm", "bench.naive_send", "FCM, naive (1 request at a time)"),
 }
 BASELINE = {"apns": "apns-naive", "fcm": "fcm-naive"}

@@ -9,7 +9,10 @@
     (one ORM ``get`` + compare + ``flush`` per mutation, one transaction per batch), same data, same
     worker. Timed from resuming the prefilled queue to the last job's ``finishedOn``.
 (b) push: latency of ``POST /v1/sync/push`` (20 mutations per batch) with 50 concurrent keep-alive
-    clients vs. a bare FastAPI endpoint answering 202 on the same uvicorn server. The server (one
+    clients vs. a bare FastAPI endpoint answering 202 on the same uvicorn server, twice: closed loop
+    (each client sends again as soon as it is answered: the server's saturation, where latency is
+    queueing) and paced (``--rate`` requests/s in all on a fixed schedule, latency counted from when
+    each request was due). The server (one
     uvicorn process, as ``habitjobs api`` runs it) and the load generator (one process, a minimal
     HTTP/1.1 client on uvloop) are separate processes; no worker runs meanwhile.
 
@@ -456,12 +459,21 @@ async def _client(
     deadline: float,
     out: list[float],
     errors: list[str],
+    interval: float | None = None,
 ) -> None:
+    """Closed loop (``interval`` None): the next request as soon as the last is answered. Paced: one request
+    every ``interval`` seconds on a fixed schedule; a request sent late counts its latency from when it
+    was due, so a server falling behind shows in the latencies (no coordinated omission)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     mutation_id = 1
     habit = uuid.uuid4()
+    due = time.perf_counter() + (random.random() * interval if interval else 0.0)
     try:
         while time.perf_counter() < deadline:
+            if interval is not None:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             mutations = [
                 {
                     "mutation_id": mutation_id + n,
@@ -489,7 +501,9 @@ async def _client(
                 f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode()
-            started = time.perf_counter()
+            started = due if interval is not None else time.perf_counter()
+            if interval is not None:
+                due += interval
             writer.write(head + body)
             headers = await reader.readuntil(b"\r\n\r\n")
             length = next(
@@ -506,8 +520,8 @@ async def _client(
         writer.close()
 
 
-def load(port: int, path: str, seconds: float, tokens_file: str, batch: int) -> None:
-    """One load phase: each client sends its next request as soon as the last one is answered."""
+def load(port: int, path: str, seconds: float, tokens_file: str, batch: int, rate: float | None) -> None:
+    """One load phase: closed loop, or paced at ``rate`` requests/s in all (see ``_client``)."""
     import uvloop
 
     tokens = json.loads(Path(tokens_file).read_text())
@@ -516,9 +530,10 @@ def load(port: int, path: str, seconds: float, tokens_file: str, batch: int) -> 
         latencies: list[float] = []
         errors: list[str] = []
         deadline = time.perf_counter() + seconds
+        interval = len(tokens) / rate if rate else None
         await asyncio.gather(
             *(
-                _client(port, path, t, f"bench-{n}", batch, deadline, latencies, errors)
+                _client(port, path, t, f"bench-{n}", batch, deadline, latencies, errors, interval)
                 for n, t in enumerate(tokens)
             )
         )
@@ -541,7 +556,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def bench_push(seconds: float, reps: int, clients: int, batch: int) -> list[list[str]]:
+async def bench_push(seconds: float, reps: int, clients: int, batch: int, rate: float) -> list[list[str]]:
     prefix = f"hjbench{secrets.token_hex(4)}"
     rows: list[list[str]] = []
     async with private_database() as url:
@@ -569,9 +584,17 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int) -> lis
             _wait_for(port)
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
                 json.dump(tokens, handle)
-            results: dict[str, list[dict[str, Any]]] = {"push": [], "bare": []}
+            modes: list[tuple[str, float | None]] = [("closed loop", None), (f"paced {rate:,.0f}/s", rate)]
+            results: dict[tuple[str, str], list[dict[str, Any]]] = {
+                (mode, arm): [] for mode, _ in modes for arm in ("push", "bare")
+            }
+            phases = [
+                (mode, pace, arm, path)
+                for mode, pace in modes
+                for arm, path in (("push", "/v1/sync/push"), ("bare", "/bench/bare"))
+            ]
             for rep in range(reps + 1):
-                for arm, path in (("push", "/v1/sync/push"), ("bare", "/bench/bare")):
+                for mode, pace, arm, path in phases:
                     phase = seconds if rep else max(2.0, seconds / 2)
                     profiling = bool(os.environ.get("BENCH_PROFILE_TO")) and arm == "push" and rep == 1
                     server_cpu = _process_cpu_s(server.pid)
@@ -593,6 +616,7 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int) -> lis
                             handle.name,
                             "--batch",
                             str(batch),
+                            *(["--rate", str(pace)] if pace else []),
                         ],
                         cwd=ROOT,
                         capture_output=True,
@@ -606,43 +630,45 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int) -> lis
                     result["server_cpu"] = (_process_cpu_s(server.pid) - server_cpu) / phase
                     label = "warm-up" if rep == 0 else f"rep {rep}"
                     print(
-                        f"  push {arm:4} {label}: {result['count']} requests, p50 {result['p50_ms']:.1f} ms, "
-                        f"p99 {result['p99_ms']:.1f} ms, {result['rps']:,.0f}/s, "
-                        f"errors {result['error_count']}, API server CPU {100 * result['server_cpu']:.0f}%",
+                        f"  push {mode:11} {arm:4} {label}: {result['count']} requests, "
+                        f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+                        f"{result['rps']:,.0f}/s, errors {result['error_count']}, "
+                        f"API server CPU {100 * result['server_cpu']:.0f}%",
                         flush=True,
                     )
                     if result["error_count"]:
                         raise RuntimeError(f"{arm}: {result['errors']}")
                     if rep:
-                        results[arm].append(result)
+                        results[mode, arm].append(result)
             os.unlink(handle.name)
         finally:
             server.terminate()
             server.wait(timeout=30)
             await drop_prefix(prefix)
-    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
-        ours = median([r[key] for r in results["push"]])
-        bare = median([r[key] for r in results["bare"]])
+    for mode, _ in modes:
+        for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+            ours = median([r[key] for r in results[mode, "push"]])
+            bare = median([r[key] for r in results[mode, "bare"]])
+            rows.append(
+                [
+                    f"POST /v1/sync/push, {clients} clients, {mode}, {batch} mutations/batch",
+                    f"{label} latency",
+                    f"{ours:.1f} ms",
+                    f"{bare:.1f} ms (bare 202)",
+                    f"{ours / bare:.1f}×",
+                ]
+            )
+        ours_rps = median([r["rps"] for r in results[mode, "push"]])
+        bare_rps = median([r["rps"] for r in results[mode, "bare"]])
         rows.append(
             [
-                f"POST /v1/sync/push, {clients} clients, {batch} mutations/batch",
-                f"{label} latency",
-                f"{ours:.1f} ms",
-                f"{bare:.1f} ms (bare 202)",
-                f"{ours / bare:.1f}×",
+                f"POST /v1/sync/push, {clients} clients, {mode}",
+                "requests/s",
+                f"{ours_rps:,.0f}",
+                f"{bare_rps:,.0f} (bare 202)",
+                f"{ours_rps / bare_rps:.2f}×",
             ]
         )
-    ours_rps = median([r["rps"] for r in results["push"]])
-    bare_rps = median([r["rps"] for r in results["bare"]])
-    rows.append(
-        [
-            f"POST /v1/sync/push, {clients} clients",
-            "requests/s",
-            f"{ours_rps:,.0f}",
-            f"{bare_rps:,.0f} (bare 202)",
-            f"{ours_rps / bare_rps:.2f}×",
-        ]
-    )
     return rows
 
 
@@ -678,25 +704,29 @@ def main() -> None:
     load_cmd.add_argument("--seconds", type=float, required=True)
     load_cmd.add_argument("--tokens", required=True)
     load_cmd.add_argument("--batch", type=int, required=True)
+    load_cmd.add_argument("--rate", type=float, default=None)
     parser.add_argument("--only", choices=["merge", "push"])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--mutations", type=int, default=20_000, help="merged per arm and repetition")
     parser.add_argument("--seconds", type=float, default=5.0, help="per push load phase")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--batch", type=int, default=20, help="mutations per pushed batch")
+    parser.add_argument(
+        "--rate", type=float, default=500.0, help="requests/s of the paced push phases (all clients together)"
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.port)
         return
     if args.command == "load":
-        load(args.port, args.path, args.seconds, args.tokens, args.batch)
+        load(args.port, args.path, args.seconds, args.tokens, args.batch, args.rate)
         return
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}", flush=True)
     rows: list[list[str]] = []
     if args.only in (None, "merge"):
         rows += asyncio.run(bench_merge(args.mutations, args.reps))
     if args.only in (None, "push"):
-        rows += asyncio.run(bench_push(args.seconds, args.reps, args.clients, args.batch))
+        rows += asyncio.run(bench_push(args.seconds, args.reps, args.clients, args.batch, args.rate))
     print()
     print(table(["what", "unit", "ours (median)", "baseline (median)", "ratio"], rows))
 

@@ -1,4 +1,4 @@
-"""FCM HTTP v1 sender on ``httpx`` (HTTP/2), with its OAuth access token.
+"""FCM HTTP v1 sender over HTTP/2, with its OAuth access token.
 
 The access token comes from the service account's RS256 assertion (bearer grant), is cached for its
 lifetime and renewed five minutes early in the background, so sending never waits for it except the first
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,13 +28,17 @@ from habitjobs.push.credentials import (
     fcm_assertion,
     load_service_account,
 )
+from habitjobs.push.h2client import Ambiguous, Headers, Http2Pool, Refused, Unavailable
 from habitjobs.push.result import Outcome, PushMessage, SendResult, retry
 from habitjobs.push.tls import tls_context
 
 log = logging.getLogger(__name__)
 
 RENEW_EARLY_S = 300.0
+# FCM allows ~100 concurrent streams per connection.
 STREAMS_PER_CONNECTION = 100
+# A refused stream was never processed and is resent at once; this many make it a queue retry.
+MAX_REFUSED_RESENDS = 50
 # Below this much remaining life the token is not used any more; callers wait for the new one.
 MIN_LIFE_S = 30.0
 
@@ -132,21 +137,26 @@ def fcm_body(message: PushMessage, now: datetime) -> bytes:
 
 
 class FcmSender:
+    """``messages:send`` over our HTTP/2 client (:mod:`habitjobs.push.h2client`), the token over httpx.
+
+    The sends went through httpx first; its HTTP/2 stack (httpcore + h2) cost ~5× the CPU per request of
+    our client, which capped one worker far below the push target (docs/benchmarks.md). The token
+    endpoint is called once an hour and stays on httpx.
+    """
+
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
         self._http: httpx.AsyncClient | None = None
         self._tokens: AccessTokens | None = None
-        self._url = httpx.URL("https://fcm.invalid")  # parsed once, when configured
+        self._pool: Http2Pool | None = None
+        self._static: Headers = []
         self._lock = asyncio.Lock()
-        # Requests in flight, bounded: httpcore's pool scans every queued request for each one it
-        # assigns (quadratic in a fan-out of thousands), and FCM allows ~100 streams per connection.
-        self._slots: asyncio.Semaphore | None = None
 
-    async def _ready(self) -> tuple[httpx.AsyncClient, AccessTokens]:
-        if self._http is None or self._tokens is None:
+    async def _ready(self) -> tuple[Http2Pool, AccessTokens]:
+        if self._pool is None or self._tokens is None:
             async with self._lock:
-                if self._http is None or self._tokens is None:
+                if self._pool is None or self._tokens is None:
                     s = self._settings
                     if not s.push_fcm_credentials_file:
                         raise CredentialsError(
@@ -157,20 +167,33 @@ class FcmSender:
                     if not project:
                         raise CredentialsError("set HABITJOBS_PUSH_FCM_PROJECT_ID (the key file names none)")
                     context = await asyncio.to_thread(tls_context, s.push_ca_file)
-                    n = s.push_fcm_max_connections
-                    http = httpx.AsyncClient(
-                        http2=True,
-                        verify=context,
-                        timeout=httpx.Timeout(s.push_request_timeout_s),
-                        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                    endpoint = urlsplit(s.push_fcm_endpoint)
+                    if endpoint.scheme != "https" or not endpoint.hostname:
+                        raise CredentialsError(
+                            f"HABITJOBS_PUSH_FCM_ENDPOINT must be an https URL, not {s.push_fcm_endpoint!r}"
+                        )
+                    pool = Http2Pool(
+                        endpoint.hostname,
+                        endpoint.port or 443,
+                        context,
+                        connections=s.push_fcm_max_connections,
+                        max_streams=STREAMS_PER_CONNECTION,
+                        connect_timeout_s=s.push_request_timeout_s,
                     )
-                    self._url = httpx.URL(
-                        f"{s.push_fcm_endpoint.rstrip('/')}/v1/projects/{project}/messages:send"
+                    path = f"{endpoint.path.rstrip('/')}/v1/projects/{project}/messages:send"
+                    self._static = [
+                        (b":method", b"POST"),
+                        (b":scheme", b"https"),
+                        (b":authority", pool.authority),
+                        (b":path", path.encode()),
+                        (b"content-type", b"application/json"),
+                    ]
+                    self._http = httpx.AsyncClient(
+                        http2=True, verify=context, timeout=httpx.Timeout(s.push_request_timeout_s)
                     )
-                    self._tokens = AccessTokens(account, http, clock=self._clock)
-                    self._slots = asyncio.Semaphore(n * STREAMS_PER_CONNECTION)
-                    self._http = http
-        return self._http, self._tokens
+                    self._tokens = AccessTokens(account, self._http, clock=self._clock)
+                    self._pool = pool
+        return self._pool, self._tokens
 
     @property
     def tokens(self) -> AccessTokens | None:
@@ -178,7 +201,7 @@ class FcmSender:
 
     async def send(self, message: PushMessage) -> SendResult:
         try:
-            http, tokens = await self._ready()
+            pool, tokens = await self._ready()
             access = await tokens.get()
         except CredentialsError as exc:
             return SendResult(Outcome.AUTH_CONFIG, reason=str(exc), pause_scope="fcm")
@@ -186,36 +209,35 @@ class FcmSender:
             return SendResult(Outcome.AUTH_CONFIG, reason=str(exc), pause_scope="fcm")
         except TokenUnavailable as exc:
             return retry(str(exc), 5.0)
-        body = fcm_body(message, datetime.now(UTC))
-        assert self._slots is not None
-        try:
-            async with asyncio.timeout(self._settings.push_request_timeout_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            return retry("no free FCM stream before the deadline", 1.0)
-        try:
-            return await self._post(http, tokens, access, body)
-        finally:
-            self._slots.release()
+        return await self._post(pool, tokens, access, fcm_body(message, datetime.now(UTC)))
 
-    async def _post(
-        self, http: httpx.AsyncClient, tokens: AccessTokens, access: str, body: bytes
-    ) -> SendResult:
-        for attempt in (1, 2):
+    async def _post(self, pool: Http2Pool, tokens: AccessTokens, access: str, body: bytes) -> SendResult:
+        loop = asyncio.get_running_loop()
+        timeout_s = self._settings.push_request_timeout_s
+        deadline = loop.time() + timeout_s  # for waiting and resending; each answer gets timeout_s
+        refused = 0
+        renewed = False
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return retry(f"FCM refused the stream {refused} times before the deadline", 1.0)
+            headers: Headers = [*self._static, (b"authorization", b"Bearer " + access.encode())]
             try:
-                response = await http.post(
-                    self._url,
-                    content=body,
-                    headers={"authorization": f"Bearer {access}", "content-type": "application/json"},
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                return retry(f"FCM unreachable: {exc!r}", 5.0)
-            except httpx.HTTPError as exc:
-                return retry(f"no answer from FCM ({exc!r}); it may have been delivered", 1.0)
+                response = await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s)
+            except Refused as exc:  # never processed: resend at once
+                refused += 1
+                if refused > MAX_REFUSED_RESENDS:
+                    return retry(f"FCM refused the stream {refused} times ({exc})", 1.0)
+                continue
+            except Unavailable as exc:
+                return retry(f"FCM unreachable: {exc}", 5.0)
+            except Ambiguous as exc:
+                return retry(f"no answer from FCM ({exc}); it may have been delivered", 1.0)
             result = classify.classify_fcm(
-                response.status_code, response.headers, response.content, datetime.now(UTC)
+                response.status, response.headers, response.body, datetime.now(UTC)
             )
-            if attempt == 1 and classify.fcm_wants_new_token(result):
+            if not renewed and classify.fcm_wants_new_token(result):
+                renewed = True
                 try:
                     access = await tokens.refresh(rejected=access)
                 except TokenRejected as exc:
@@ -224,9 +246,11 @@ class FcmSender:
                     return retry(str(exc), 5.0)
                 continue
             return result
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None

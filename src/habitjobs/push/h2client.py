@@ -1,5 +1,5 @@
-"""A small HTTP/2 client for APNs (push.md, "Client choices"): a few long-lived connections to one server,
-and a FIFO line of requests waiting for a free stream.
+"""A small HTTP/2 client for APNs and FCM (push.md, "Client choices"): a few long-lived connections to one
+server, and a FIFO line of requests waiting for a free stream.
 
 Why not httpx: when the server lowers MAX_CONCURRENT_STREAMS below the streams in flight, httpcore 1.0
 deadlocks for good (its own timeouts never fire), and it reports some answers that arrived together with a
