@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 
@@ -19,11 +20,9 @@ async def wait_http_ok(url: str, *, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient() as http:
         while True:
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 if (await http.get(url, timeout=1.0)).status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
             await asyncio.sleep(0.1)

@@ -67,11 +67,10 @@ class TcpProxy:
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
+                with contextlib.suppress(ConnectionError, OSError):  # either side went away
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
             finally:
                 with contextlib.suppress(Exception):
                     dst.transport.abort()
