@@ -20,17 +20,12 @@ from hpack import NeverIndexedHeaderTuple
 from habitjobs.config import Settings
 from habitjobs.push import classify
 from habitjobs.push.credentials import CredentialsError, ProviderToken, load_apns_key
-from habitjobs.push.h2client import Ambiguous, Headers, Http2Pool, Refused, Unavailable
+from habitjobs.push.h2client import Headers, Http2Pool, exchange
 from habitjobs.push.result import Outcome, PushMessage, SendResult, retry
 from habitjobs.push.tls import tls_context
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_COLLAPSE_ID_BYTES = 64
-# A refused request was never processed, so it is resent at once, again and again while its deadline
-# allows (a throttling or GOAWAY-happy server can refuse the same message several times in a row); this
-# many refusals of one message make it a queue retry instead, so that a server that refuses everything
-# costs a bounded number of round trips.
-MAX_REFUSED_RESENDS = 50
 ENVIRONMENTS = ("production", "sandbox")
 
 
@@ -140,30 +135,19 @@ class ApnsSender:
     async def _send_to(self, env: str, message: PushMessage, body: bytes) -> SendResult:
         token = await self._ready()
         pool = self.pool(env)
-        loop = asyncio.get_running_loop()
-        timeout_s = self._settings.push_request_timeout_s
-        deadline = loop.time() + timeout_s  # for waiting and resending; each answer gets timeout_s
-        refused = 0
         renewed = False
         while True:
             jwt = token.current()
-            try:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return retry(f"APNs refused the stream {refused} times before the deadline", 1.0)
-                response = await pool.request(
-                    self._headers(env, message, jwt), body, wait_s=remaining, answer_s=timeout_s
-                )
-            except Refused as exc:
-                refused += 1
-                if refused > MAX_REFUSED_RESENDS:
-                    return retry(f"APNs refused the stream {refused} times ({exc})", 1.0)
-                continue
-            except Unavailable as exc:
-                return retry(f"APNs unavailable: {exc}", 5.0)
-            except Ambiguous as exc:
-                return retry(f"no answer from APNs ({exc}); it may have been delivered", 1.0)
-            result = classify.classify_apns(response.status, response.headers, response.body)
+            answer = await exchange(
+                pool,
+                self._headers(env, message, jwt),
+                body,
+                timeout_s=self._settings.push_request_timeout_s,
+                provider="APNs",
+            )
+            if isinstance(answer, SendResult):
+                return answer
+            result = classify.classify_apns(answer.status, answer.headers, answer.body)
             if result.reason == classify.APNS_EXPIRED_PROVIDER_TOKEN and not renewed:
                 wait_s = token.renew_after_expiry(jwt)
                 if wait_s > 0:

@@ -28,7 +28,7 @@ from habitjobs.push.credentials import (
     fcm_assertion,
     load_service_account,
 )
-from habitjobs.push.h2client import Ambiguous, Headers, Http2Pool, Refused, Unavailable
+from habitjobs.push.h2client import Headers, Http2Pool, exchange
 from habitjobs.push.result import Outcome, PushMessage, SendResult, retry
 from habitjobs.push.tls import tls_context
 
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 RENEW_EARLY_S = 300.0
 # FCM allows ~100 concurrent streams per connection.
 STREAMS_PER_CONNECTION = 100
-# A refused stream was never processed and is resent at once; this many make it a queue retry.
-MAX_REFUSED_RESENDS = 50
 # Below this much remaining life the token is not used any more; callers wait for the new one.
 MIN_LIFE_S = 30.0
 
@@ -212,30 +210,15 @@ class FcmSender:
         return await self._post(pool, tokens, access, fcm_body(message, datetime.now(UTC)))
 
     async def _post(self, pool: Http2Pool, tokens: AccessTokens, access: str, body: bytes) -> SendResult:
-        loop = asyncio.get_running_loop()
-        timeout_s = self._settings.push_request_timeout_s
-        deadline = loop.time() + timeout_s  # for waiting and resending; each answer gets timeout_s
-        refused = 0
         renewed = False
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return retry(f"FCM refused the stream {refused} times before the deadline", 1.0)
             headers: Headers = [*self._static, (b"authorization", b"Bearer " + access.encode())]
-            try:
-                response = await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s)
-            except Refused as exc:  # never processed: resend at once
-                refused += 1
-                if refused > MAX_REFUSED_RESENDS:
-                    return retry(f"FCM refused the stream {refused} times ({exc})", 1.0)
-                continue
-            except Unavailable as exc:
-                return retry(f"FCM unreachable: {exc}", 5.0)
-            except Ambiguous as exc:
-                return retry(f"no answer from FCM ({exc}); it may have been delivered", 1.0)
-            result = classify.classify_fcm(
-                response.status, response.headers, response.body, datetime.now(UTC)
+            answer = await exchange(
+                pool, headers, body, timeout_s=self._settings.push_request_timeout_s, provider="FCM"
             )
+            if isinstance(answer, SendResult):
+                return answer
+            result = classify.classify_fcm(answer.status, answer.headers, answer.body, datetime.now(UTC))
             if not renewed and classify.fcm_wants_new_token(result):
                 renewed = True
                 try:

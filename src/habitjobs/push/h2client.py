@@ -16,14 +16,20 @@ import ssl
 import time
 
 from habitjobs.push.h2conn import Ambiguous, Connection, Headers, NotSent, Refused, Response, Unavailable
+from habitjobs.push.result import SendResult, retry
 
-__all__ = ["Ambiguous", "Headers", "Http2Pool", "NotSent", "Refused", "Response", "Unavailable"]
+__all__ = ["Ambiguous", "Headers", "Http2Pool", "NotSent", "Refused", "Response", "Unavailable", "exchange"]
 
 log = logging.getLogger(__name__)
 
 # After a failed connect, requests fail fast for this long instead of hammering the server
 # (rapid reconnects look like an attack to APNs).
 RECONNECT_PAUSE_S = 1.0
+# A refused request was never processed, so it is resent at once, again and again while its deadline
+# allows (a throttling or GOAWAY-happy server can refuse the same message several times in a row); this
+# many refusals of one message make it a queue retry instead, so that a server that refuses everything
+# costs a bounded number of round trips.
+MAX_REFUSED_RESENDS = 50
 
 
 class Http2Pool:
@@ -209,3 +215,28 @@ class Http2Pool:
 def _expire_waiter(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(Unavailable("no free stream before the deadline"))
+
+
+async def exchange(
+    pool: Http2Pool, headers: Headers, body: bytes, *, timeout_s: float, provider: str
+) -> Response | SendResult:
+    """One push request as both senders make it: the provider's answer, or the queue retry standing for none.
+
+    Waiting for a stream and resending what the server refused unprocessed share one ``timeout_s``
+    deadline; once sent, the answer gets ``timeout_s`` of its own.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    refused = 0
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            return await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s)
+        except Refused as exc:  # never processed: resend at once
+            refused += 1
+            if refused > MAX_REFUSED_RESENDS:
+                return retry(f"{provider} refused the stream {refused} times ({exc})", 1.0)
+        except Unavailable as exc:
+            return retry(f"{provider} unavailable, nothing sent (unreachable or no free stream): {exc}", 5.0)
+        except Ambiguous as exc:
+            return retry(f"no answer from {provider} ({exc}); it may have been delivered", 1.0)
+    return retry(f"{provider} refused the stream {refused} times before the deadline", 1.0)
