@@ -29,11 +29,14 @@ async def tune_transaction(session: AsyncSession, timeout_ms: int) -> None:
     server crash can lose only the last moments of commits, and a run's keyset cursor is committed with
     its rows, so a lost chunk is simply done again.
     """
-    await session.execute(text("SET LOCAL jit = off"))
-    await session.execute(text("SET LOCAL synchronous_commit = off"))
-    if timeout_ms > 0:
-        # SET does not take bind parameters; the value is an int from the settings.
-        await session.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+    # One round trip; set_config(..., true) is SET LOCAL that takes bind parameters.
+    timeout = ", set_config('statement_timeout', :timeout, true)" if timeout_ms > 0 else ""
+    await session.execute(
+        text(
+            f"SELECT set_config('jit', 'off', true), set_config('synchronous_commit', 'off', true){timeout}"
+        ),
+        {"timeout": str(int(timeout_ms))} if timeout_ms > 0 else {},
+    )
 
 
 # --- targets -------------------------------------------------------------------------------------
@@ -72,22 +75,6 @@ async def zone_users_after(
         {"zone": zone, "after": after or uuid.UUID(int=0), "limit": limit},
     )
     return [ChunkUser(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
-
-
-async def existing_targets(session: AsyncSession, targets: Sequence[Target]) -> list[Target]:
-    """The targets whose user existed before the day ended (no rows for days before someone joined)."""
-    if not targets:
-        return []
-    rows = await session.execute(
-        text(
-            "SELECT x.user_id, x.day FROM unnest(CAST(:user_ids AS uuid[]), CAST(:days AS date[])) "
-            "AS x(user_id, day) CROSS JOIN LATERAL (SELECT * FROM users u WHERE u.id = x.user_id LIMIT 1) u "
-            "WHERE u.created_at < (x.day + 1 + u.day_start_minutes * interval '1 minute') "
-            "AT TIME ZONE u.timezone"
-        ),
-        _arrays(targets),
-    )
-    return [Target(r[0], r[1]) for r in rows]
 
 
 # --- the set-based roll-up -----------------------------------------------------------------------
@@ -281,30 +268,21 @@ async def users_with_stale_marks(session: AsyncSession, older_than_s: float, lim
 
 @dataclass(frozen=True)
 class UserClock:
-    timezone: str
-    day_start_minutes: int
     week_start: int
+    today: date  # the user's local day at the given instant, as PostgreSQL reckons it (as the statements do)
 
 
-async def user_clock(session: AsyncSession, user_id: uuid.UUID) -> UserClock | None:
+async def user_clock(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> UserClock | None:
     row = (
         await session.execute(
-            text("SELECT timezone, day_start_minutes, week_start FROM users WHERE id = :u"), {"u": user_id}
+            text(
+                "SELECT week_start, ((CAST(:now AS timestamptz) AT TIME ZONE timezone) "
+                "- day_start_minutes * interval '1 minute')::date FROM users WHERE id = :u"
+            ),
+            {"now": now, "u": user_id},
         )
     ).first()
-    return None if row is None else UserClock(row[0], int(row[1]), int(row[2]))
-
-
-async def local_today(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> date | None:
-    """The user's local day at ``now`` as PostgreSQL reckons it (the same reckoning as the statements)."""
-    day: date | None = await session.scalar(
-        text(
-            "SELECT ((CAST(:now AS timestamptz) AT TIME ZONE timezone) "
-            "- day_start_minutes * interval '1 minute')::date FROM users WHERE id = :u"
-        ),
-        {"now": now, "u": user_id},
-    )
-    return day
+    return None if row is None else UserClock(int(row[0]), row[1])
 
 
 # --- reads for the API ---------------------------------------------------------------------------

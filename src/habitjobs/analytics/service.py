@@ -109,16 +109,20 @@ async def next_chunk(
         return None
     # Fixed by (zone, day), not by the clock: a retried run computes exactly what the first try did.
     reference = zone_day_ended_at(zone, run_day)
-    wanted = [
-        Target(u.id, day)
-        for u in users
+    # No rows for a day that ended before the user joined: compared here, where the users' rows already are.
+    ends: dict[tuple[date, int], datetime] = {}
+    days = []
+    for u in users:
         for day in rollup_days(
             run_day,
             u.day_start_minutes,
             moved_recently=u.moved_at is not None and u.moved_at >= reference - MOVED_RECENTLY,
-        )
-    ]
-    days = await repo.existing_targets(session, wanted)
+        ):
+            key = (day, u.day_start_minutes)
+            if key not in ends:
+                ends[key] = day_start(day + timedelta(days=1), zone, u.day_start_minutes)
+            if u.created_at < ends[key]:
+                days.append(Target(u.id, day))
     week_start = {u.id: u.week_start for u in users}
     weeks = [
         Target(t.user_id, week_start_of(t.day, week_start[t.user_id]))
@@ -166,10 +170,10 @@ async def recompute_user(session: AsyncSession, user_id: uuid.UUID, now: datetim
     """Recompute what late or changed data made stale: the dirty days, the closed weeks holding them, and
     every streak of the user from its history. Clears the marks it handled (a mark set again meanwhile
     stays for the next run). None when the user is gone."""
-    clock = await repo.user_clock(session, user_id)
-    today = await repo.local_today(session, user_id, now)
-    if clock is None or today is None:
+    clock = await repo.user_clock(session, user_id, now)
+    if clock is None:
         return None
+    today = clock.today
     marks = await repo.read_marks(session, user_id)
     days = [Target(user_id, day) for day, _ in marks.days]
     starts = {week_start_of(t.day, clock.week_start) for t in days}
