@@ -39,7 +39,7 @@ async def patch_me(session: AsyncSession, clock: Clock, user_id: uuid.UUID, body
         raise Unauthorized("the token's user no longer exists")
     if "timezone_changed_at" in values:
         # Reminders that follow the user's zone fire at the same wall time in the new zone.
-        await reminders_service.reschedule_for_user_zone(session, clock, user_id, user.timezone)
+        await reminders_service.reschedule_for_user_zone(session, clock, user_id)
     return user
 
 

@@ -10,11 +10,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
+from habitjobs.reminders.models import Reminder
 
-Entity = TypeVar("Entity", Routine, Habit)
+# The entities the API writes one by one (their owner, tombstone and sync columns are the same).
+Entity = TypeVar("Entity", Routine, Habit, Reminder)
+Positioned = TypeVar("Positioned", Routine, Habit)
 
 
-async def list_live(session: AsyncSession, model: type[Entity], user_id: uuid.UUID) -> list[Entity]:
+async def list_live(session: AsyncSession, model: type[Positioned], user_id: uuid.UUID) -> list[Positioned]:
     stmt = (
         select(model)
         .where(model.user_id == user_id, model.deleted_at.is_(None))

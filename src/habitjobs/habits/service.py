@@ -29,7 +29,8 @@ def _patch_values(body: RoutinePatch | HabitPatch) -> dict[str, Any]:
     return values
 
 
-async def _stamp(session: AsyncSession, clock: Clock, user_id: uuid.UUID) -> dict[str, Any]:
+async def stamp_api_write(session: AsyncSession, clock: Clock, user_id: uuid.UUID) -> dict[str, Any]:
+    """The sync columns of a row written through the API: the user's next version, now, the API as writer."""
     version = await bump_version(session, user_id)
     return {"server_version": version, "client_updated_at": clock.now(), "device_id": API_WRITER}
 
@@ -48,7 +49,7 @@ async def get_routine(session: AsyncSession, user_id: uuid.UUID, routine_id: uui
 async def create_routine(session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: RoutineIn) -> Routine:
     values = body.model_dump()
     values["id"] = body.id or uuid.uuid4()
-    values.update(user_id=user_id, **await _stamp(session, clock, user_id))
+    values.update(user_id=user_id, **await stamp_api_write(session, clock, user_id))
     routine = await repo.insert_new(session, Routine, values)
     if routine is None:
         raise Conflict(f"a routine with id {values['id']} already exists", field="id")
@@ -60,7 +61,7 @@ async def patch_routine(
 ) -> Routine:
     values = _patch_values(body)
     await get_routine(session, user_id, routine_id)
-    values.update(await _stamp(session, clock, user_id))
+    values.update(await stamp_api_write(session, clock, user_id))
     routine = await repo.update_owned(session, Routine, user_id, routine_id, values)
     if routine is None:
         raise NotFound(f"routine {routine_id} not found")
@@ -71,7 +72,7 @@ async def delete_routine(
     session: AsyncSession, clock: Clock, user_id: uuid.UUID, routine_id: uuid.UUID
 ) -> None:
     await get_routine(session, user_id, routine_id)
-    values = await _stamp(session, clock, user_id)
+    values = await stamp_api_write(session, clock, user_id)
     values["deleted_at"] = values["client_updated_at"]
     if await repo.update_owned(session, Routine, user_id, routine_id, values) is None:
         raise NotFound(f"routine {routine_id} not found")
@@ -105,7 +106,7 @@ async def create_habit(session: AsyncSession, clock: Clock, user_id: uuid.UUID, 
     await _check_routine_ref(session, user_id, body.routine_id)
     values = body.model_dump()
     values["id"] = body.id or uuid.uuid4()
-    values.update(user_id=user_id, **await _stamp(session, clock, user_id))
+    values.update(user_id=user_id, **await stamp_api_write(session, clock, user_id))
     habit = await repo.insert_new(session, Habit, values)
     if habit is None:
         raise Conflict(f"a habit with id {values['id']} already exists", field="id")
@@ -124,7 +125,7 @@ async def patch_habit(
         values.get("duration_seconds", current.duration_seconds),
         values.get("target_value", current.target_value),
     )
-    stamp = await _stamp(session, clock, user_id)
+    stamp = await stamp_api_write(session, clock, user_id)
     if "archived" in values:
         values["archived_at"] = stamp["client_updated_at"] if values.pop("archived") else None
     values.update(stamp)
@@ -136,7 +137,7 @@ async def patch_habit(
 
 async def delete_habit(session: AsyncSession, clock: Clock, user_id: uuid.UUID, habit_id: uuid.UUID) -> None:
     await get_habit(session, user_id, habit_id)
-    values = await _stamp(session, clock, user_id)
+    values = await stamp_api_write(session, clock, user_id)
     values["deleted_at"] = values["client_updated_at"]
     if await repo.update_owned(session, Habit, user_id, habit_id, values) is None:
         raise NotFound(f"habit {habit_id} not found")

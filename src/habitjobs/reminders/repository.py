@@ -7,12 +7,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.accounts.models import User
-from habitjobs.habits.models import Habit, Routine
 from habitjobs.reminders.models import Reminder
 from habitjobs.reminders.tick_sql import ADVANCE
 
@@ -30,56 +28,15 @@ async def list_live(session: AsyncSession, user_id: uuid.UUID) -> list[Reminder]
     return list((await session.scalars(stmt)).all())
 
 
-async def get_live(session: AsyncSession, user_id: uuid.UUID, reminder_id: uuid.UUID) -> Reminder | None:
-    return await session.scalar(
-        select(Reminder).where(
-            Reminder.id == reminder_id, Reminder.user_id == user_id, Reminder.deleted_at.is_(None)
-        )
-    )
-
-
-async def insert_new(session: AsyncSession, values: dict[str, Any]) -> Reminder | None:
-    stmt = insert(Reminder).values(**values).on_conflict_do_nothing(index_elements=["id"]).returning(Reminder)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def update_owned(
-    session: AsyncSession, user_id: uuid.UUID, reminder_id: uuid.UUID, values: dict[str, Any]
-) -> Reminder | None:
-    stmt = (
-        update(Reminder)
-        .where(Reminder.id == reminder_id, Reminder.user_id == user_id, Reminder.deleted_at.is_(None))
-        .values(**values)
-        .returning(Reminder)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def owns_habit(session: AsyncSession, user_id: uuid.UUID, habit_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(Habit.id).where(Habit.id == habit_id, Habit.user_id == user_id, Habit.deleted_at.is_(None))
-    )
-    return found is not None
-
-
-async def owns_routine(session: AsyncSession, user_id: uuid.UUID, routine_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(Routine.id).where(
-            Routine.id == routine_id, Routine.user_id == user_id, Routine.deleted_at.is_(None)
-        )
-    )
-    return found is not None
-
-
-async def following_user_zone(session: AsyncSession, user_id: uuid.UUID) -> list[Reminder]:
+async def following_user_zone(session: AsyncSession, user_id: uuid.UUID) -> list[uuid.UUID]:
     """Live reminders without their own zone: they move when the user moves."""
-    stmt = select(Reminder).where(
+    stmt = select(Reminder.id).where(
         Reminder.user_id == user_id, Reminder.deleted_at.is_(None), Reminder.timezone.is_(None)
     )
     return list((await session.scalars(stmt)).all())
 
 
-async def schedules_of(session: AsyncSession, reminder_ids: Collection[uuid.UUID]) -> Sequence[Row[Any]]:
+async def schedules_of(session: AsyncSession, reminder_ids: Collection[uuid.UUID]) -> Sequence[Any]:
     """What ``next_fire_at`` derives from, with the zone each reminder follows."""
     stmt = (
         select(
@@ -93,7 +50,7 @@ async def schedules_of(session: AsyncSession, reminder_ids: Collection[uuid.UUID
         .join(User, User.id == Reminder.user_id)
         .where(Reminder.id.in_(list(reminder_ids)))
     )
-    return (await session.execute(stmt)).all()  # type: ignore[return-value]
+    return (await session.execute(stmt)).all()
 
 
 async def set_next_fire(session: AsyncSession, changes: list[tuple[uuid.UUID, datetime | None]]) -> None:

@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.clock import Clock
 from habitjobs.errors import Conflict, InvalidInput, NotFound
+from habitjobs.habits import repository as shared
+from habitjobs.habits.models import Habit, Routine
+from habitjobs.habits.service import stamp_api_write
 from habitjobs.reminders import repository as repo
 from habitjobs.reminders.models import Reminder
 from habitjobs.reminders.schedule import next_fire_at
 from habitjobs.reminders.schemas import ReminderIn, ReminderPatch
-from habitjobs.sync.repository import bump_version
-
-API_WRITER = ""
 
 
 def compute_next_fire(
@@ -31,9 +31,9 @@ def compute_next_fire(
 
 async def _check_refs(session: AsyncSession, user_id: uuid.UUID, values: dict[str, Any]) -> None:
     habit_id, routine_id = values.get("habit_id"), values.get("routine_id")
-    if habit_id is not None and not await repo.owns_habit(session, user_id, habit_id):
+    if habit_id is not None and await shared.get_live(session, Habit, user_id, habit_id) is None:
         raise InvalidInput(f"habit {habit_id} does not exist", field="habit_id")
-    if routine_id is not None and not await repo.owns_routine(session, user_id, routine_id):
+    if routine_id is not None and await shared.get_live(session, Routine, user_id, routine_id) is None:
         raise InvalidInput(f"routine {routine_id} does not exist", field="routine_id")
 
 
@@ -42,7 +42,7 @@ async def list_reminders(session: AsyncSession, user_id: uuid.UUID) -> list[Remi
 
 
 async def get_reminder(session: AsyncSession, user_id: uuid.UUID, reminder_id: uuid.UUID) -> Reminder:
-    reminder = await repo.get_live(session, user_id, reminder_id)
+    reminder = await shared.get_live(session, Reminder, user_id, reminder_id)
     if reminder is None:
         raise NotFound(f"reminder {reminder_id} not found")
     return reminder
@@ -51,27 +51,25 @@ async def get_reminder(session: AsyncSession, user_id: uuid.UUID, reminder_id: u
 async def create_reminder(
     session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: ReminderIn
 ) -> Reminder:
-    values = body.model_dump()
+    assert body.local_time is not None  # ReminderIn's validator fills it in
     if body.kind == "habit" and body.habit_id is None:
         raise InvalidInput("a habit reminder needs habit_id", field="habit_id")
+    values = body.model_dump()
     await _check_refs(session, user_id, values)
-    zone = body.timezone or await repo.user_zone(session, user_id)
-    now = clock.now()
-    values["id"] = body.id or uuid.uuid4()
+    stamp = await stamp_api_write(session, clock, user_id)
     values.update(
+        stamp,
+        id=body.id or uuid.uuid4(),
         user_id=user_id,
-        server_version=await bump_version(session, user_id),
-        client_updated_at=now,
-        device_id=API_WRITER,
         next_fire_at=compute_next_fire(
-            now,
-            local_time=body.local_time or time(),
+            stamp["client_updated_at"],
+            local_time=body.local_time,
             days_mask=body.days_mask,
-            zone=zone,
+            zone=body.timezone or await repo.user_zone(session, user_id),
             enabled=body.enabled,
         ),
     )
-    reminder = await repo.insert_new(session, values)
+    reminder = await shared.insert_new(session, Reminder, values)
     if reminder is None:
         raise Conflict(f"a reminder with id {values['id']} already exists", field="id")
     return reminder
@@ -88,23 +86,18 @@ async def patch_reminder(
     await _check_refs(session, user_id, values)
     if current.kind == "habit" and "habit_id" in values and values["habit_id"] is None:
         raise InvalidInput("a habit reminder needs habit_id", field="habit_id")
-    zone = values["timezone"] if values.get("timezone") else None
-    if "timezone" not in values:
-        zone = current.timezone
-    now = clock.now()
+    stamp = await stamp_api_write(session, clock, user_id)
     values.update(
-        server_version=await bump_version(session, user_id),
-        client_updated_at=now,
-        device_id=API_WRITER,
+        stamp,
         next_fire_at=compute_next_fire(
-            now,
+            stamp["client_updated_at"],
             local_time=values.get("local_time", current.local_time),
             days_mask=values.get("days_mask", current.days_mask),
-            zone=zone or await repo.user_zone(session, user_id),
+            zone=values.get("timezone", current.timezone) or await repo.user_zone(session, user_id),
             enabled=values.get("enabled", current.enabled),
         ),
     )
-    reminder = await repo.update_owned(session, user_id, reminder_id, values)
+    reminder = await shared.update_owned(session, Reminder, user_id, reminder_id, values)
     if reminder is None:
         raise NotFound(f"reminder {reminder_id} not found")
     return reminder
@@ -113,23 +106,18 @@ async def patch_reminder(
 async def delete_reminder(
     session: AsyncSession, clock: Clock, user_id: uuid.UUID, reminder_id: uuid.UUID
 ) -> None:
-    await get_reminder(session, user_id, reminder_id)
-    now = clock.now()
-    values = {
-        "server_version": await bump_version(session, user_id),
-        "client_updated_at": now,
-        "device_id": API_WRITER,
-        "deleted_at": now,
-        "next_fire_at": None,
-    }
-    if await repo.update_owned(session, user_id, reminder_id, values) is None:
+    stamp = await stamp_api_write(session, clock, user_id)
+    values = {**stamp, "deleted_at": stamp["client_updated_at"], "next_fire_at": None}
+    # Only the owner's live reminder matches: anything else is a 404 (and the transaction rolls back).
+    if await shared.update_owned(session, Reminder, user_id, reminder_id, values) is None:
         raise NotFound(f"reminder {reminder_id} not found")
 
 
 async def refresh_next_fire(
     session: AsyncSession, reminder_ids: Collection[uuid.UUID], now: datetime
 ) -> None:
-    """Recompute ``next_fire_at`` of reminders written elsewhere (offline sync writes whole rows)."""
+    """Recompute ``next_fire_at`` of reminders from what they are now (after offline sync wrote whole
+    rows, or the user moved to another zone)."""
     rows = await repo.schedules_of(session, reminder_ids)
     await repo.set_next_fire(
         session,
@@ -150,21 +138,7 @@ async def refresh_next_fire(
     )
 
 
-async def reschedule_for_user_zone(session: AsyncSession, clock: Clock, user_id: uuid.UUID, zone: str) -> int:
-    """After the user's zone changed: reminders that follow it fire at the same wall time in the new zone.
-    Returns how many were rescheduled."""
-    now = clock.now()
-    reminders = await repo.following_user_zone(session, user_id)
-    await repo.set_next_fire(
-        session,
-        [
-            (
-                r.id,
-                compute_next_fire(
-                    now, local_time=r.local_time, days_mask=r.days_mask, zone=zone, enabled=r.enabled
-                ),
-            )
-            for r in reminders
-        ],
-    )
-    return len(reminders)
+async def reschedule_for_user_zone(session: AsyncSession, clock: Clock, user_id: uuid.UUID) -> None:
+    """After the user's zone changed (already written): reminders that follow it fire at the same wall
+    time in the new zone."""
+    await refresh_next_fire(session, await repo.following_user_zone(session, user_id), clock.now())
