@@ -74,7 +74,6 @@ class OutcomeWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._error: BaseException | None = None
-        self.flushes = 0
 
     def add(self, row: Claimed, result: SendResult) -> None:
         self._buffer.append((row, result))
@@ -117,7 +116,6 @@ class OutcomeWriter:
                     await repo.write_outcomes(session, outcomes, now=now, lease_until=self._lease_until)
                     await repo.disable_dead_tokens(session, dead, now=now)
                     await repo.correct_apns_envs(session, envs)
-                self.flushes += 1
             except Exception as exc:
                 # These stay 'sending' until their lease ends, then go out again (same collapse id).
                 log.exception("could not record %d push outcome(s)", len(batch))

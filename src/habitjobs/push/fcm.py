@@ -61,7 +61,6 @@ class AccessTokens:
         self._token = ""
         self._expires_s = 0.0
         self._refreshing: asyncio.Task[str] | None = None
-        self.fetches = 0
 
     async def get(self) -> str:
         remaining = self._expires_s - self._clock()
@@ -109,7 +108,6 @@ class AccessTokens:
                 f"token endpoint refused the service account ({response.status_code} "
                 f"{body.get('error', '')}: {body.get('error_description', '')})"
             )
-        self.fetches += 1
         self._token = str(body["access_token"])
         self._expires_s = self._clock() + float(body.get("expires_in") or 3600)
         return self._token

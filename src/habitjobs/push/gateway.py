@@ -65,9 +65,6 @@ class PushGateway:
         )
         self._paused[scope] = (self._clock() + self._pause_s, reason)
 
-    def resume(self, scope: str) -> None:
-        self._paused.pop(scope, None)
-
     async def send(self, message: PushMessage) -> SendResult:
         """Send one message: honours pauses and the provider's rate; never sleeps more than a second."""
         paused = self.paused(message)

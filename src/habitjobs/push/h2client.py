@@ -41,7 +41,6 @@ class Http2Pool:
         port: int,
         ssl_context: ssl.SSLContext,
         *,
-        server_hostname: str | None = None,
         connections: int = 2,
         max_streams: int = 200,
         connect_timeout_s: float = 10.0,
@@ -50,7 +49,6 @@ class Http2Pool:
         self.port = port
         self.max_streams = max_streams
         self._ssl = ssl_context
-        self._server_hostname = server_hostname or host
         self._size = connections
         self._connect_timeout_s = connect_timeout_s
         self._conns: list[Connection] = []
@@ -114,7 +112,7 @@ class Http2Pool:
         try:
             await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: conn, self.host, self.port, ssl=self._ssl, server_hostname=self._server_hostname
+                    lambda: conn, self.host, self.port, ssl=self._ssl, server_hostname=self.host
                 ),
                 self._connect_timeout_s,
             )

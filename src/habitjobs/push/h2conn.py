@@ -112,7 +112,7 @@ _PURGE_EVERY = 64
 FLUSH_EVERY = 16
 
 
-class _PlainEncoder(Encoder):
+class PlainEncoder(Encoder):
     """HPACK without Huffman coding: pure-Python Huffman costs more CPU per request than the bytes it saves
     on a connection that mostly sends indexed headers."""
 
@@ -136,7 +136,7 @@ class Connection(asyncio.Protocol):
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self._h2 = _H2(_CONFIG)
-        self._h2.encoder = _PlainEncoder()
+        self._h2.encoder = PlainEncoder()
         self._opened = 0
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
@@ -163,10 +163,6 @@ class Connection(asyncio.Protocol):
     @property
     def free(self) -> int:
         return self.limit - len(self._streams) - self.reserved
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._streams)
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 

@@ -151,10 +151,10 @@ async def leased_elsewhere(
     conditions = [PushDelivery.id.in_(list(ids)), PushDelivery.status.in_(("pending", "sending"))]
     if claimed:
         conditions.append(PushDelivery.id.not_in(list(claimed)))
-    rows = (await session.execute(select(PushDelivery.leased_until).where(*conditions))).all()
-    if not rows:
-        return None
-    return max((r.leased_until for r in rows if r.leased_until is not None), default=now)
+    # No row: NULL. A row never leased counts as claimable now.
+    latest = func.max(func.coalesce(PushDelivery.leased_until, now))
+    found: datetime | None = await session.scalar(select(latest).where(*conditions))
+    return found
 
 
 _OUTCOMES = text(

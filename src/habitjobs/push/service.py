@@ -29,12 +29,10 @@ from habitjobs.push.repository import Claimed
 from habitjobs.push.result import Provider, PushMessage
 from habitjobs.push.schemas import Notification
 from habitjobs.push.templates import render
-from habitjobs.queue.outbox import Outbox
+from habitjobs.queue.outbox import Outbox, StagedJob
 
 SEND_JOB = "push.send_batch"
 MAX_BATCH = 500
-# Fixed namespace: a delivery's id is a function of its dedupe key, so a retried transaction (or a second
-# scheduler racing the first) computes the same ids.
 # A delivery's id is a function of its dedupe key, so a retried transaction (or a second scheduler racing
 # the first) computes the same ids. The SQL fan-out derives it the same way: md5 of salt + key.
 _ID_SALT = "habitjobs-delivery:"
@@ -128,6 +126,18 @@ def send_job_id(delivery_ids: list[uuid.UUID]) -> str:
     return f"push-{digest}"
 
 
+def send_jobs(
+    delivery_ids: Sequence[uuid.UUID], *, delay_ms: int = 0, user_id: uuid.UUID | None = None
+) -> list[StagedJob]:
+    """``push.send_batch`` jobs for these deliveries, ≤ ``MAX_BATCH`` each, with deterministic ids."""
+    jobs = []
+    for start in range(0, len(delivery_ids), MAX_BATCH):
+        chunk = list(delivery_ids[start : start + MAX_BATCH])
+        payload = {"delivery_ids": [str(i) for i in chunk]}
+        jobs.append(StagedJob(SEND_JOB, payload, send_job_id(chunk), user_id=user_id, delay_ms=delay_ms))
+    return jobs
+
+
 async def stage_send(
     session: AsyncSession, outbox: Outbox, delivery_ids: list[uuid.UUID], *, user_id: uuid.UUID | None = None
 ) -> list[str]:
@@ -136,19 +146,7 @@ async def stage_send(
     ``user_id`` makes the jobs visible to that user through ``GET /v1/jobs/{id}`` (leave it None for
     fan-outs that mix users).
     """
-    job_ids = []
-    for start in range(0, len(delivery_ids), MAX_BATCH):
-        chunk = delivery_ids[start : start + MAX_BATCH]
-        job_ids.append(
-            await outbox.add(
-                session,
-                SEND_JOB,
-                {"delivery_ids": [str(i) for i in chunk]},
-                job_id=send_job_id(chunk),
-                user_id=user_id,
-            )
-        )
-    return job_ids
+    return await outbox.add_many(session, send_jobs(delivery_ids, user_id=user_id))
 
 
 async def send_test(

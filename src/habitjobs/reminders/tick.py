@@ -25,12 +25,10 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.push.schemas import Notification
-from habitjobs.push.service import SEND_JOB, Occasion, create_fan_out, send_job_id
-from habitjobs.queue.outbox import Outbox, StagedJob
+from habitjobs.push.service import Occasion, create_fan_out, send_jobs
+from habitjobs.queue.outbox import Outbox
 from habitjobs.reminders import tick_sql as sql
-from habitjobs.reminders.schedule import next_fire_at, spread_offset_s
-
-MAX_SEND_BATCH = 500
+from habitjobs.reminders.schedule import local_date_of, next_fire_at, spread_offset_s
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ def _plan(row: Row[Any], now: datetime, tolerance: timedelta, horizon: datetime)
         habit_id=row.habit_id,
         routine_id=row.routine_id,
         fire_at=fire_at,
-        local_date=fire_at.astimezone(zone).date(),
+        local_date=local_date_of(fire_at, zone),
         locale=row.locale,
         next_fire_at=following,
     )
@@ -152,15 +150,11 @@ async def tick_chunk(
 ) -> TickResult | None:
     """One chunk in the caller's transaction; None when nothing is due."""
     await session.execute(sql.PREFER_INDEX_LOOKUPS)
-    claimed = (
-        await session.execute(
-            sql.CLAIM_DUE, {"horizon": now + timedelta(seconds=config.lookahead_s), "limit": config.chunk}
-        )
-    ).all()
+    horizon = now + timedelta(seconds=config.lookahead_s)
+    claimed = (await session.execute(sql.CLAIM_DUE, {"horizon": horizon, "limit": config.chunk})).all()
     if not claimed:
         return None
     tolerance = timedelta(seconds=config.tolerance_s)
-    horizon = now + timedelta(seconds=config.lookahead_s)
     due = [_plan(row, now, tolerance, horizon) for row in claimed]
     result = TickResult(claimed=len(due))
     in_time = [d for d in due if now - d.fire_at <= tolerance]
@@ -203,9 +197,7 @@ async def _stage_sends(
         by_second[int(at.timestamp())].append(ident)
     jobs = []
     for second, ids in sorted(by_second.items()):
+        # Sorted: two ticks racing over the same rows name the same jobs.
         delay_ms = max(0, round((second - now.timestamp()) * 1000))
-        for start in range(0, len(ids), MAX_SEND_BATCH):
-            chunk = sorted(ids[start : start + MAX_SEND_BATCH])
-            payload = {"delivery_ids": [str(i) for i in chunk]}
-            jobs.append(StagedJob(SEND_JOB, payload, send_job_id(chunk), delay_ms=delay_ms))
+        jobs += send_jobs(sorted(ids), delay_ms=delay_ms)
     return await outbox.add_many(session, jobs)

@@ -23,7 +23,6 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import jwt
 from h2.config import H2Configuration
@@ -32,11 +31,11 @@ from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded, StreamReset
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
-from hpack import Encoder
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from habitjobs.push.fakes.outcomes import Behaviour, prefix, unregistered_at_ms
 from habitjobs.push.fakes.pushlog import PushLog, Received
+from habitjobs.push.h2conn import PlainEncoder
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +147,6 @@ class _ServerH2(H2Connection):
         return super().open_inbound_streams if self._calls % 64 == 0 else 0
 
 
-class _PlainEncoder(Encoder):
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        return super().encode(headers, huffman=False)
-
-
 class _ApnsConnection(asyncio.Protocol):
     def __init__(self, fake: FakeApns, env: str) -> None:
         self.fake = fake
@@ -161,7 +155,7 @@ class _ApnsConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         config = H2Configuration(client_side=False, header_encoding="utf-8", validate_inbound_headers=False)
         self.h2 = _ServerH2(config)
-        self.h2.encoder = _PlainEncoder()
+        self.h2.encoder = PlainEncoder()
         self._flush_scheduled = False
         self._unflushed = 0
         # h2 must accept any number of streams: the advertised limit is enforced here, as REFUSED_STREAM.

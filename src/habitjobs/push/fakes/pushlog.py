@@ -25,17 +25,22 @@ class Received:
 
 
 class PushLog:
-    def __init__(self, path: Path | None = None, *, keep: int = 1000) -> None:
+    def __init__(self, path: Path | None = None, *, keep: int = 1000, tokens: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._path = path
         self._recent: collections.deque[Received] = collections.deque(maxlen=keep)
-        self._by_token: dict[str, list[Received]] = collections.defaultdict(list)
+        # Per device token, for tests and the dev page; the oldest tokens go past ``tokens`` (the fakes
+        # run for as long as ``habitjobs dev`` does).
+        self._by_token: collections.OrderedDict[str, list[Received]] = collections.OrderedDict()
+        self._max_tokens = tokens
         self.requests = 0  # every request that reached a fake, answered or not
 
     def add(self, item: Received) -> None:
         with self._lock:
             self._recent.append(item)
-            self._by_token[item.token].append(item)
+            self._by_token.setdefault(item.token, []).append(item)
+            if len(self._by_token) > self._max_tokens:
+                self._by_token.popitem(last=False)
         if self._path is not None:
             with self._path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(asdict(item), ensure_ascii=False) + "\n")
@@ -52,14 +57,6 @@ class PushLog:
         with self._lock:
             return len(self._by_token.get(token, []))
 
-    def total(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._by_token.values())
-
     def recent(self, limit: int = 100) -> list[Received]:
         with self._lock:
             return list(self._recent)[-limit:][::-1]
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return {token: len(items) for token, items in self._by_token.items()}
