@@ -105,15 +105,21 @@ class JobOperations:
             raise NotFound(f"no job {job_id!r} in queue {queue!r}")
         return view
 
-    async def retry(self, queue: str, job_id: str) -> JobView:
-        """Put a failed job back in the queue with its attempts counted from zero again."""
+    async def _job_in(self, queue: str, job_id: str, *, state: str | None = None, verb: str = "") -> Any:
+        """The job, or NotFound; with ``state``, Conflict unless the job is in that state now."""
         handle = self._queue(queue)
         job = await handle.getJob(job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r} in queue {queue!r}")
-        state = await handle.getJobState(job_id)
-        if state != "failed":
-            raise Conflict(f"job {job_id!r} is {state}, only failed jobs can be retried", state=state)
+        if state is not None:
+            now = await handle.getJobState(job_id)
+            if now != state:
+                raise Conflict(f"job {job_id!r} is {now}, only {state} jobs can be {verb}", state=now)
+        return job
+
+    async def retry(self, queue: str, job_id: str) -> JobView:
+        """Put a failed job back in the queue with its attempts counted from zero again."""
+        job = await self._job_in(queue, job_id, state="failed", verb="retried")
         try:
             await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
         except Exception as exc:  # bullmq reports a lost race (retried meanwhile) as a plain Exception
@@ -147,22 +153,13 @@ class JobOperations:
         return retried
 
     async def remove(self, queue: str, job_id: str) -> None:
-        handle = self._queue(queue)
-        job = await handle.getJob(job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
-        if not await handle.remove(job_id):
+        await self._job_in(queue, job_id)
+        if not await self._queue(queue).remove(job_id):
             raise Conflict(f"job {job_id!r} is being processed (locked) and cannot be removed now")
 
     async def promote(self, queue: str, job_id: str) -> JobView:
         """Run a delayed job (a retry waiting out its backoff, or a scheduled job) now."""
-        handle = self._queue(queue)
-        job = await handle.getJob(job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
-        state = await handle.getJobState(job_id)
-        if state != "delayed":
-            raise Conflict(f"job {job_id!r} is {state}, only delayed jobs can be promoted", state=state)
+        job = await self._job_in(queue, job_id, state="delayed", verb="promoted")
         await job.promote()
         return await self.job(queue, job_id)
 

@@ -34,6 +34,8 @@ from habitjobs.queue.producer import EnqueueRequest, Producer
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "habitjobs.outbox.pending"
+# Rows are marked enqueued off the request path, a few at a time: after this short wait, in one UPDATE.
+_MARK_DELAY_S = 0.05
 _STAGE = (
     insert(OutboxRow)
     .on_conflict_do_nothing(index_elements=[OutboxRow.job_id])
@@ -57,10 +59,9 @@ class _Staged:
 
 
 class Outbox:
-    def __init__(self, db: Database, producer: Producer, *, mark_delay_s: float = 0.05) -> None:
+    def __init__(self, db: Database, producer: Producer) -> None:
         self._db = db
         self._producer = producer
-        self._mark_delay_s = mark_delay_s
         self._acknowledged: list[int] = []
         self._marking: asyncio.Task[None] | None = None
 
@@ -124,7 +125,7 @@ class Outbox:
             self._marking = asyncio.create_task(self._mark_soon(), name="outbox-mark-enqueued")
 
     async def _mark_soon(self, delay_s: float | None = None) -> None:
-        await asyncio.sleep(self._mark_delay_s if delay_s is None else delay_s)
+        await asyncio.sleep(_MARK_DELAY_S if delay_s is None else delay_s)
         while self._acknowledged:
             row_ids, self._acknowledged = self._acknowledged, []
             try:

@@ -72,7 +72,6 @@ class LoopWatchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._heartbeat: asyncio.Task[None] | None = None
-        self.blocks_seen = 0
 
     def start(self) -> None:
         self._beat = time.monotonic()
@@ -113,7 +112,6 @@ class LoopWatchdog:
                     blocked_since, last_renewal = beat, beat
                 if lag >= self._warn_after_s and not warned:
                     warned = True
-                    self.blocks_seen += 1
                     jobs = self._active_now()
                     log.warning(
                         "event loop blocked for %.0f ms by a job handler — it must not block (use async I/O, "
