@@ -4,7 +4,7 @@ users' habits, every user sees only their own numbers."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -102,10 +102,14 @@ async def test_bad_ranges_are_422_naming_the_parameter(
 
 async def test_a_year_of_weeks_is_allowed_but_not_more(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
-    ok = await client.get("/v1/stats/weekly?from=2025-03-03&to=2026-03-02", headers=user.headers)
-    assert ok.status_code == 200
-    too_long = await client.get("/v1/stats/daily?from=2025-03-03&to=2026-03-04", headers=user.headers)
-    assert too_long.status_code == 422
+    # 53 weeks of weekly rows (371 days) and 366 days of daily rows, each counted inclusively.
+    for path, last_ok in (("weekly", "2026-03-08"), ("daily", "2026-03-03")):
+        ok = await client.get(f"/v1/stats/{path}?from=2025-03-03&to={last_ok}", headers=user.headers)
+        assert ok.status_code == 200, (path, ok.text)
+        one_more = date.fromisoformat(last_ok) + timedelta(days=1)
+        too_long = await client.get(f"/v1/stats/{path}?from=2025-03-03&to={one_more}", headers=user.headers)
+        assert too_long.status_code == 422, path
+        assert too_long.json()["error"]["field"] == "to"
 
 
 async def test_each_user_sees_only_their_own(

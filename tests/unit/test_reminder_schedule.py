@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from habitjobs.reminders.schedule import ALL_DAYS, is_due_on, local_instant, next_fire_at, spread_offset_s
+from habitjobs.habits.models import ALL_DAYS_MASK as ALL_DAYS
+from habitjobs.reminders.schedule import is_due_on, local_instant, next_fire_at, spread_offset_s
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

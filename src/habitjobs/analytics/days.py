@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-ALL_DAYS = 0b1111111
-
 
 def weekday_bit(day: date) -> int:
     """The ``days_mask`` bit of ``day`` (bit 0 = Monday … bit 6 = Sunday)."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import Enum
 
+from habitjobs.analytics.days import on_weekday
+
 
 class Mark(Enum):
     DONE = "done"
@@ -47,7 +49,7 @@ class Streak:
 
 def is_due_day(schedule: Schedule, day: date, *, has_entry: bool) -> bool:
     """The due rule of :mod:`habitjobs.analytics.days`, with the habit's life reduced to local days."""
-    if not schedule.days_mask & (1 << day.weekday()):
+    if not on_weekday(schedule.days_mask, day):
         return False
     archive = schedule.archive_day
     if has_entry:

@@ -17,7 +17,8 @@ import zlib
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-ALL_DAYS = 0b1111111
+from habitjobs.habits.models import ALL_DAYS_MASK
+
 # A gap is at most a few hours in the real world; this bounds the search for its end.
 _MAX_GAP = timedelta(hours=3)
 
@@ -59,7 +60,7 @@ def next_fire_at(after: datetime, at: time, days_mask: int, zone: ZoneInfo) -> d
 # A tick advances thousands of reminders sharing a few (instant, time, weekdays, zone) combinations.
 @functools.lru_cache(maxsize=4096)
 def _next_fire_at(after: datetime, at: time, days_mask: int, zone: ZoneInfo) -> datetime | None:
-    if not days_mask & ALL_DAYS:
+    if not days_mask & ALL_DAYS_MASK:
         return None
     # Start a day early: `after` in UTC may still be "yesterday" locally relative to a late time.
     day = after.astimezone(zone).date() - timedelta(days=1)

@@ -55,9 +55,8 @@ async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
             await _give_up(resources, payload.batch_id, message)
         raise
     finally:
-        if run.marked_users:
-            for user_id in run.marked_users:
-                await request_stats_recompute(resources, user_id)
+        if run.marked_user is not None:
+            await request_stats_recompute(resources, run.marked_user)
     return {
         "batch_id": str(payload.batch_id),
         "status": step.status,
@@ -77,7 +76,9 @@ class _Run:
         self.ctx = ctx
         self.may_wait = may_wait
         self.helped = 0
-        self.marked_users: set[uuid.UUID] = set()
+        # The batch's user, once a merge (of it or of an earlier upload it helped) left dirty marks. One
+        # user: a run only helps uploads of the same client.
+        self.marked_user: uuid.UUID | None = None
 
     async def merge(self, batch_id: uuid.UUID, *, helping: bool = False) -> service.Step:
         settings = self.resources.settings
@@ -108,7 +109,7 @@ class _Run:
             elif not helping:
                 await self.ctx.progress({"merged_through": step.result["last_mutation_id"]})
         if step.result.get("marked"):
-            self.marked_users.add(work.user_id)
+            self.marked_user = work.user_id
         return step
 
 
