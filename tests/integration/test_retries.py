@@ -36,7 +36,7 @@ async def test_fails_twice_then_completes_on_attempt_three_with_the_policys_dela
     times = await attempt_times(job_resources, "flaky")
     assert len(times) == 3
     waits = [b - a for a, b in itertools.pairwise(times)]
-    # The engine moves delayed jobs with about one second of granularity (engine notes F2).
+    # The engine moves delayed jobs with about one second of granularity (docs/engine.md, E2).
     assert 0.9 <= waits[0] <= 2.3, waits
     assert 1.9 <= waits[1] <= 3.3, waits
     assert waits[1] > waits[0]

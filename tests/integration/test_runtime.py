@@ -90,7 +90,7 @@ def test_clients_without_decode_responses_cannot_be_created(redis_url: str) -> N
 
 
 async def test_idle_worker_picks_up_new_jobs_within_50ms_p99(job_resources: Resources) -> None:
-    """engine notes F1: with redis-py's default 5 s socket timeout an idle worker is seconds late."""
+    """docs/engine.md, E1: with redis-py's default 5 s socket timeout an idle worker is seconds late."""
     runtime = WorkerRuntime(job_resources, queues=[DEFAULT], concurrency=1)
     await runtime.start()
     latencies_ms: list[float] = []

@@ -1,4 +1,4 @@
-"""Every row of the FCM and APNs error tables (push.md), as pure functions."""
+"""Every row of the FCM and APNs error tables (docs/push.md), as pure functions."""
 
 import json
 from datetime import UTC, datetime, timedelta

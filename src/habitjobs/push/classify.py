@@ -73,7 +73,7 @@ def _fcm_error(body: bytes) -> tuple[str, str | None, list[str], str]:
 
 
 def classify_fcm(status: int, headers: Mapping[str, str], body: bytes, now: datetime) -> SendResult:
-    """FCM HTTP v1 ``messages:send`` answer → outcome (push.md, FCM table)."""
+    """FCM HTTP v1 ``messages:send`` answer → outcome (docs/push.md, FCM table)."""
     if status == 200:
         name = _json(body).get("name")
         return SendResult(Outcome.SENT, message_id=str(name) if name else None)
@@ -124,7 +124,7 @@ _APNS_AUTH = frozenset(
 
 
 def classify_apns(status: int, headers: Mapping[str, str], body: bytes) -> SendResult:
-    """APNs provider API answer → outcome (push.md, APNs table)."""
+    """APNs provider API answer → outcome (docs/push.md, APNs table)."""
     if status == 200:
         return SendResult(Outcome.SENT, message_id=headers.get("apns-id"))
     payload = _json(body)

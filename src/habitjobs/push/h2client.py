@@ -1,4 +1,4 @@
-"""A small HTTP/2 client for APNs and FCM (push.md, "Client choices"): a few long-lived connections to one
+"""A small HTTP/2 client for APNs and FCM (docs/push.md): a few long-lived connections to one
 server, and a FIFO line of requests waiting for a free stream.
 
 Why not httpx: when the server lowers MAX_CONCURRENT_STREAMS below the streams in flight, httpcore 1.0

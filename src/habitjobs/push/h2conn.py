@@ -1,4 +1,4 @@
-"""One HTTP/2 connection of the push client, on the sans-IO ``h2`` library (push.md, "Client choices").
+"""One HTTP/2 connection of the push client, on the sans-IO ``h2`` library (docs/push.md).
 
 It lives on the event loop as an ``asyncio.Protocol``; every method is synchronous. It opens a stream only
 while its open streams are below min(the server's MAX_CONCURRENT_STREAMS, the pool's cap) — one stream until

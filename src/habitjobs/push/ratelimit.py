@@ -1,5 +1,5 @@
 """A token bucket per provider, in our own code (bullmq's limiter waits drainDelay instead of the
-window, engine notes F3).
+window, docs/engine.md, E3).
 
 AIMD: a 429 halves the rate (down to a floor) and pauses sending until Retry-After; the rate then grows
 back linearly to the target. The bucket lives in one worker process: the configured rate is per process

@@ -1,6 +1,6 @@
 """The only place Redis clients are created.
 
-Two settings are not negotiable (engine notes F1, F7):
+Two settings are not negotiable (docs/engine.md, E1 and E7):
 - ``decode_responses=True``: bullmq parses job hashes as ``str``; with bytes it silently builds jobs with
   empty data and no name that then stay active forever.
 - ``socket_timeout=None``: redis-py 8 defaults to 5 s, which breaks bullmq's blocking reads (BZPOPMIN):

@@ -69,7 +69,7 @@ class JobSpec(Generic[P]):
         if self.queue not in QUEUES:
             raise ValueError(f"job {self.name!r}: unknown queue {self.queue!r}")
         if not inspect.iscoroutinefunction(self.handler):
-            # A synchronous handler would run on the event loop and stop lock renewal (engine notes F4).
+            # A synchronous handler would run on the event loop and stop lock renewal (docs/engine.md, E4).
             raise ValueError(f"job {self.name!r}: the handler must be an async function")
         if not self.payload.model_config.get("frozen"):
             raise ValueError(f"job {self.name!r}: payload model {self.payload.__name__} must be frozen")

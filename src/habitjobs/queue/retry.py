@@ -13,7 +13,7 @@ from typing import Literal
 
 Backoff = Literal["fixed", "exponential"]
 
-# bullmq-python rounds delays below one second up to a whole second (engine notes F2): never promise less.
+# bullmq-python rounds delays below one second up to a whole second (docs/engine.md, E2): never promise less.
 MIN_DELAY_S = 1.0
 
 

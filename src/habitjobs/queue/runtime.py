@@ -5,7 +5,7 @@ What it adds around bullmq:
   ``PermanentFailure``) to bullmq moves, with the job type's retry policy enforced by the worker
   itself (so a job enqueued by another producer, e.g. NestJS, still gets our attempts and backoff);
 - a stalled-job check at start, so a restarted worker recovers a crashed one's jobs without waiting a
-  whole ``stalledInterval`` first (engine notes F5);
+  whole ``stalledInterval`` first (docs/engine.md, E5);
 - job schedulers registered idempotently at start;
 - a graceful stop: no new jobs, active ones finish within the grace period, then exit.
 """

@@ -2,7 +2,7 @@
 
 A handler that blocks the loop (CPU work, a synchronous client) also blocks bullmq's lock renewal: the
 lock expires, another worker's stalled check takes the job, and it runs a second time while the first
-run is still going (engine notes F4). The watchdog runs in its own thread, so it keeps working while
+run is still going (docs/engine.md, E4). The watchdog runs in its own thread, so it keeps working while
 the loop is stuck:
 
 - it logs a warning naming the job(s) in progress once the loop has been stuck ``warn_after_ms``;
