@@ -59,6 +59,23 @@ class PayloadTooLarge(HabitjobsError):
     code = "payload_too_large"
 
 
+class LimitReached(Conflict):
+    """Creating this would take the user over one of the caps on what a user may own."""
+
+    code = "limit_reached"
+
+
+class RateLimited(HabitjobsError):
+    """Too many requests of one class from this user; ``retry_after_s`` says when one more passes."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(HabitjobsError):
     """A store the request needs does not answer; the client may retry."""
 
