@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import httpx
 import pytest
 
-from habitjobs.api.app import create_app
 from habitjobs.config import Settings
-from habitjobs.resources import Resources
+from tests.support.apps import open_api
 from tests.support.net import free_port
 from tests.support.sync import Device
 
@@ -27,20 +26,7 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 @pytest.fixture
 def api(settings: Settings) -> ClientFactory:
     """An API (its own resources, as another process would have) with some settings changed."""
-
-    @asynccontextmanager
-    async def open_api(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        changed = Settings(**{**settings.model_dump(), **overrides})
-        resources = Resources.open(changed, application_name="habitjobs-test")
-        app = create_app(changed, resources=resources)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-                yield http
-        finally:
-            await resources.aclose()
-
-    return open_api
+    return functools.partial(open_api, settings)
 
 
 def _fields(answer: httpx.Response) -> tuple[str, str]:

@@ -66,6 +66,19 @@ async def upsert_device(
     return device
 
 
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Lock the user's row until the transaction ends (serialises what counts the user's devices)."""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
+async def count_enabled_devices(session: AsyncSession, user_id: uuid.UUID, *, other_than: uuid.UUID) -> int:
+    """The user's devices with push enabled, not counting ``other_than`` (the one being registered)."""
+    stmt = select(func.count()).where(
+        Device.user_id == user_id, Device.push_enabled.is_(True), Device.id != other_than
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def get_device(session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
     return await session.scalar(select(Device).where(Device.id == device_id, Device.user_id == user_id))
 

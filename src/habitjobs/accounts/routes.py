@@ -62,7 +62,10 @@ async def register_device(
 ) -> DeviceOut:
     """Register this installation's push token (idempotent: the app calls it at every start)."""
     async with resources.db.transaction() as session:
-        return _device(await service.register_device(session, user_id, device_id, body))
+        device = await service.register_device(
+            session, user_id, device_id, body, max_devices=resources.settings.max_devices_per_user
+        )
+        return _device(device)
 
 
 @router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)

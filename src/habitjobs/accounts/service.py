@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitjobs import caps
 from habitjobs.accounts import repository as repo
 from habitjobs.accounts.models import DataExport, Device, User
 from habitjobs.accounts.schemas import DevicePut, MePatch
@@ -44,8 +45,11 @@ async def patch_me(session: AsyncSession, clock: Clock, user_id: uuid.UUID, body
 
 
 async def register_device(
-    session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID, body: DevicePut
+    session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID, body: DevicePut, *, max_devices: int
 ) -> Device:
+    # The user's row stays locked until commit: two registrations at the cap cannot both pass.
+    await repo.lock_user(session, user_id)
+    caps.DEVICES.check(await repo.count_enabled_devices(session, user_id, other_than=device_id), max_devices)
     return await repo.upsert_device(session, user_id, device_id, body.model_dump())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +38,12 @@ async def get_live(
     if for_update:
         stmt = stmt.with_for_update()
     return await session.scalar(stmt)
+
+
+async def count_live(session: AsyncSession, model: type[Entity], user_id: uuid.UUID) -> int:
+    """How many live (not deleted) rows of ``model`` the user has."""
+    stmt = select(func.count()).where(model.user_id == user_id, model.deleted_at.is_(None))
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def insert_new(session: AsyncSession, model: type[Entity], values: dict[str, Any]) -> Entity | None:
