@@ -54,6 +54,13 @@ class Conflict(HabitjobsError):
     code = "conflict"
 
 
+class Gone(HabitjobsError):
+    """It existed and was deleted on purpose (an expired export)."""
+
+    http_status = 410
+    code = "gone"
+
+
 class PayloadTooLarge(HabitjobsError):
     http_status = 413
     code = "payload_too_large"

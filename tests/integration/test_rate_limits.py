@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -97,6 +99,7 @@ async def test_100_sync_uploads_in_a_row_are_throttled(client: httpx.AsyncClient
     user = await make_user()
     phone = Device()
     statuses = []
+    started = time.monotonic()
     for _ in range(100):
         phone.record(
             "focus_session",
@@ -112,8 +115,10 @@ async def test_100_sync_uploads_in_a_row_are_throttled(client: httpx.AsyncClient
             assert int(answer.headers["Retry-After"]) >= 1
             assert answer.headers["RateLimit-Policy"] == '"sync";q=60;w=60'
             break
-    assert statuses.count(202) == 60
     assert statuses[-1] == 429
+    # The quota refills one upload per second meanwhile, so a slow run gets a few more.
+    elapsed_s = time.monotonic() - started
+    assert 60 <= statuses.count(202) <= 60 + math.ceil(elapsed_s)
 
 
 async def test_job_starting_routes_have_their_own_tight_class(api: ClientFactory, make_user) -> None:  # type: ignore[no-untyped-def]
