@@ -56,5 +56,6 @@ JOBS: list[JobSpec[Any]] = [
         export_data,
         policy=RetryPolicy(attempts=5, base_delay_s=5, max_delay_s=300),
         description="assemble a copy of all of a user's data",
+        fair=True,
     ),
 ]
