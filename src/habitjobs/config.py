@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     rate_limit_write: str = Field(default="120/60s", pattern=_RATE)
     rate_limit_sync: str = Field(default="60/60s", pattern=_RATE)
     rate_limit_jobs: str = Field(default="10/3600s", pattern=_RATE)
-    rate_limit_redis_timeout_ms: int = Field(default=250, ge=1)
+    rate_limit_redis_timeout_ms: int = Field(default=1_000, ge=1)
 
     # What one user may own (live rows; a device counts while push is enabled on it). Creating one
     # more answers 409 limit_reached; a sync mutation that would is rejected alone with that code.

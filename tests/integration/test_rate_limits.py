@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from habitjobs.config import Settings
 from tests.support.apps import open_api
 from tests.support.net import free_port
 from tests.support.sync import Device
+from tests.support.tcp_proxy import TcpProxy
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -190,3 +192,35 @@ async def test_a_redis_outage_lets_requests_through_and_logs_once(
             assert "RateLimit" not in answer.headers
     warnings = [r for r in caplog.records if "not enforced" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+
+
+async def test_limits_apply_again_once_redis_is_back(
+    api: ClientFactory, make_user, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user()
+    caplog.set_level(logging.WARNING, logger="habitjobs.api.ratelimit")
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    proxy.start()
+    try:
+        through = f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}"
+        async with api(redis_url=through, rate_limit_write="2/60s") as http:
+            proxy.cut()
+            for i in range(4):
+                assert (
+                    await http.post("/v1/habits", headers=user.headers, json={"name": f"a{i}"})
+                ).status_code == 201
+            proxy.restore()
+            deadline = time.monotonic() + 30
+            while True:
+                answer = await http.post("/v1/habits", headers=user.headers, json={"name": "b"})
+                if answer.status_code == 429:
+                    break
+                assert answer.status_code == 201
+                assert time.monotonic() < deadline, "the limit never applied again"
+                await asyncio.sleep(0.2)
+    finally:
+        proxy.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "not enforced" in m]) == 1, messages
+    assert len([m for m in messages if "enforced again" in m]) == 1, messages
