@@ -8,9 +8,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from habitjobs.accounts import service
+from habitjobs.accounts.jobs import ExportData, export_data
 from habitjobs.accounts.models import DataExport
 from habitjobs.api.app import create_app
 from habitjobs.catalog import build_schedules
@@ -159,3 +161,34 @@ async def _retention(resources: Resources) -> dict[str, int]:
     spec = resources.registry.get(maintenance_jobs.RETENTION_JOB)
     ctx = JobContext("retention-test", spec.name, spec.queue, 1, 1, resources)
     return await maintenance_jobs.run_retention(ctx, maintenance_jobs.Retention())
+
+
+async def test_an_export_that_cannot_be_built_ends_failed_after_its_last_attempt(
+    resources: Resources, make_user
+) -> None:  # type: ignore[no-untyped-def]
+    """A job that ends failed leaves the export saying so, and the user free to ask again."""
+    user = await make_user()
+    async with resources.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO habits (id, user_id, name, server_version, client_updated_at, device_id, "
+                "archived_at) VALUES (:id, :user_id, 'unreadable', 1, now(), '', '9999-12-31T23:59:59-14:00')"
+            ),
+            {"id": uuid.uuid4(), "user_id": user.id},
+        )
+        export, _ = await service.request_export(session, resources.outbox, user.id)
+    spec = resources.registry.get(service.EXPORT_JOB)
+    payload = ExportData(export_id=export.id)
+
+    for attempt in (1, spec.policy.attempts):
+        ctx = JobContext(export.job_id, spec.name, spec.queue, attempt, spec.policy.attempts, resources)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever reading the row raises
+            await export_data(ctx, payload)
+        [row] = await _exports(resources, user.id)
+        if attempt == 1:
+            assert row.status == "running", "an attempt that will be retried leaves it running"
+    assert row.status == "failed"
+    assert row.error == "the export could not be built"
+    async with resources.db.transaction() as session:
+        _, created = await service.request_export(session, resources.outbox, user.id)
+    assert created
