@@ -58,19 +58,25 @@ class FairRanks:
         """
         if not groups:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for queue, user, job_ids in groups:
-                await self._script(
-                    keys=[
-                        f"{self._prefix}:fair:{queue}:{user}",
-                        self._keys.toKey(queue, "prioritized"),
-                        self._keys.toKey(queue, "delayed"),
-                    ],
-                    args=[len(job_ids), job_ids[-1], _RANK_TTL_MS],
-                    client=pipe,
-                )
-            firsts = await pipe.execute()
+        if len(groups) == 1:  # the common case (one request's job): no pipeline to build
+            firsts = [await self._rank(*groups[0], client=self._redis)]
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue, user, job_ids in groups:
+                    await self._rank(queue, user, job_ids, client=pipe)
+                firsts = await pipe.execute()
         return [
             [min(int(first) + i, MAX_PRIORITY) for i in range(len(job_ids))]
             for first, (_, _, job_ids) in zip(firsts, groups, strict=True)
         ]
+
+    async def _rank(self, queue: str, user: str, job_ids: list[str], *, client: Any) -> Any:
+        return await self._script(
+            keys=[
+                f"{self._prefix}:fair:{queue}:{user}",
+                self._keys.toKey(queue, "prioritized"),
+                self._keys.toKey(queue, "delayed"),
+            ],
+            args=[len(job_ids), job_ids[-1], _RANK_TTL_MS],
+            client=client,
+        )
