@@ -8,6 +8,7 @@ from typing import Any
 from habitjobs.accounts import jobs as accounts_jobs
 from habitjobs.analytics import jobs as analytics_jobs
 from habitjobs.config import Settings
+from habitjobs.maintenance import jobs as maintenance_jobs
 from habitjobs.push import jobs as push_jobs
 from habitjobs.queue import jobs as queue_jobs
 from habitjobs.queue.registry import JobSpec, Registry, Schedule
@@ -23,6 +24,7 @@ def all_jobs() -> list[JobSpec[Any]]:
         *push_jobs.JOBS,
         *reminders_jobs.JOBS,
         *analytics_jobs.JOBS,
+        *maintenance_jobs.JOBS,
     ]
 
 
@@ -44,4 +46,5 @@ def build_schedules(settings: Settings) -> list[Schedule]:
         *sync_jobs.schedules(settings),
         *reminders_jobs.schedules(settings),
         *analytics_jobs.schedules(settings),
+        *maintenance_jobs.schedules(settings),
     ]

@@ -14,6 +14,8 @@ _PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "change_me", "secret", "placeholder", "jwt-secret", "dev", "test", "xxx"}
 )
 _MIN_SECRET_CHARS = 32
+# A rate limit: "<requests>/<seconds>s", e.g. "120/60s".
+_RATE = r"^[1-9][0-9]*/[1-9][0-9]*s$"
 # Used only when env is dev or test and no secret was given.
 DEV_JWT_SECRET = "habitjobs-dev-only-secret-do-not-use-in-production"  # noqa: S105
 
@@ -71,6 +73,41 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     jwt_issuer: str = "habitjobs"
+    # Slow and broken clients (per API process): the request line and headers must arrive within this
+    # long of the connection opening (or of the first byte of a later request), the body within
+    # api_body_timeout_s of the headers' end; else 408 and the connection is closed. One client IP
+    # holds at most api_max_connections_per_ip connections at once (0: no cap; behind a proxy that
+    # terminates connections every client has the proxy's address, so let the proxy cap them).
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    api_body_timeout_s: float = Field(default=60.0, gt=0)
+    api_max_connections_per_ip: int = Field(default=100, ge=0)
+
+    # Per-user rate limits, shared by every API process through Redis: "<requests>/<seconds>s" per
+    # class of route (reads, writes, sync uploads, job-starting routes). A flood gets 429 with
+    # Retry-After; a Redis that does not answer within rate_limit_redis_timeout_ms lets requests through.
+    rate_limits_enabled: bool = True
+    rate_limit_read: str = Field(default="300/60s", pattern=_RATE)
+    rate_limit_write: str = Field(default="120/60s", pattern=_RATE)
+    rate_limit_sync: str = Field(default="60/60s", pattern=_RATE)
+    rate_limit_jobs: str = Field(default="10/3600s", pattern=_RATE)
+    rate_limit_redis_timeout_ms: int = Field(default=1_000, ge=1)
+
+    # What one user may own (live rows; a device counts while push is enabled on it). Creating one
+    # more answers 409 limit_reached; a sync mutation that would is rejected alone with that code.
+    max_devices_per_user: int = Field(default=20, ge=1)
+    max_habits_per_user: int = Field(default=500, ge=1)
+    max_routines_per_user: int = Field(default=50, ge=1)
+    max_reminders_per_user: int = Field(default=200, ge=1)
+
+    # Data exports: a finished export is kept this long, then its document is deleted (the export then
+    # answers 410 for export_forget_after_s more, then 404). A document larger than export_max_bytes
+    # is not built: the export fails with the reason.
+    export_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
+    export_forget_after_s: int = Field(default=30 * 24 * 3600, ge=0)
+    export_max_bytes: int = Field(default=50_000_000, ge=1_000)
+    # `maintenance.retention`: how often it runs, and how many rows each of its transactions handles.
+    retention_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
+    retention_batch: int = Field(default=500, ge=1)
 
     # `habitjobs dev`: the embedded Valkey and PostgreSQL it starts for a store whose URL is unset keep
     # their data here (relative to the working directory) and listen on loopback on these ports, away

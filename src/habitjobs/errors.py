@@ -54,9 +54,33 @@ class Conflict(HabitjobsError):
     code = "conflict"
 
 
+class Gone(HabitjobsError):
+    """It existed and was deleted on purpose (an expired export)."""
+
+    http_status = 410
+    code = "gone"
+
+
 class PayloadTooLarge(HabitjobsError):
     http_status = 413
     code = "payload_too_large"
+
+
+class LimitReached(Conflict):
+    """Creating this would take the user over one of the caps on what a user may own."""
+
+    code = "limit_reached"
+
+
+class RateLimited(HabitjobsError):
+    """Too many requests of one class from this user; ``retry_after_s`` says when one more passes."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(HabitjobsError):

@@ -159,14 +159,15 @@ async def test_postgres_unreachable_for_a_while_jobs_retry_and_complete(
     worker = WorkerProcess(through_proxy, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
     try:
         await worker.wait_started()
-        user = await make_user()
+        users = [await make_user() for _ in range(5)]  # one export in flight per user
         export_ids = []
         proxy.cut()
         async with job_resources.db.transaction() as session:
-            for _ in range(5):
+            for user in users:
                 export = await accounts_repo.create_export(
                     session, user.id, uuid.uuid4(), f"x-{uuid.uuid4()}"
                 )
+                assert export is not None
                 export_ids.append(export.id)
         for export_id in export_ids:
             await job_resources.producer.enqueue(

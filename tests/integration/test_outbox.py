@@ -23,7 +23,7 @@ async def outbox_row(resources: Resources, job_id: str) -> OutboxRow | None:
 async def test_job_is_enqueued_after_commit_and_marked(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     async with resources.db.transaction() as session:
-        export = await service.request_export(session, resources.outbox, user.id)
+        export, _ = await service.request_export(session, resources.outbox, user.id)
         # Inside the transaction nothing is in Redis yet.
         assert await resources.producer.queue(DEFAULT).getJob(export.job_id) is None
     assert await get_job(resources.producer, DEFAULT, export.job_id) is not None
@@ -40,7 +40,7 @@ async def test_rolled_back_transaction_enqueues_nothing(resources: Resources, ma
 
     async def request_then_fail() -> None:
         async with resources.db.transaction() as session:
-            export = await service.request_export(session, resources.outbox, user.id)
+            export, _ = await service.request_export(session, resources.outbox, user.id)
             staged.append(export.job_id)
             raise RuntimeError("changed my mind")
 

@@ -124,7 +124,9 @@ async def test_identical_pushes_racing_make_one_batch_and_one_job(
     async with resources.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 1
         assert await session.scalar(select(func.count()).select_from(SyncBatch)) == 1
-    counts = await resources.producer.queue("sync").getJobCounts("waiting", "active", "completed")
+    counts = await resources.producer.queue("sync").getJobCounts(
+        "waiting", "prioritized", "active", "completed"
+    )
     assert sum(int(v) for v in counts.values()) == 1
 
 

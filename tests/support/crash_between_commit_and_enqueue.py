@@ -26,7 +26,7 @@ async def main(user_id: uuid.UUID) -> None:
     async with resources.db.transaction() as session:
         # Registered first, so it runs before the outbox's own after-commit enqueue.
         after_commit(session, die)
-        export = await service.request_export(session, resources.outbox, user_id)
+        export, _ = await service.request_export(session, resources.outbox, user_id)
         print(export.job_id, flush=True)
 
 

@@ -78,6 +78,25 @@ async def apply_effect(ctx: JobContext, payload: Effect) -> dict[str, Any]:
     return {"key": payload.key, "run": run}
 
 
+class Mark(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str
+    sleep_ms: int = 0
+
+
+def order_key(prefix: str) -> str:
+    return f"{prefix}:test:order"
+
+
+async def mark(ctx: JobContext, payload: Mark) -> str:
+    """Appends its label to the test's run order when it starts."""
+    await _client(ctx).rpush(order_key(ctx.resources.settings.queue_prefix), payload.label)
+    if payload.sleep_ms:
+        await asyncio.sleep(payload.sleep_ms / 1000)
+    return payload.label
+
+
 JOBS: list[JobSpec[Any]] = [
     JobSpec(
         "test.effect",
@@ -109,6 +128,9 @@ JOBS: list[JobSpec[Any]] = [
         export_data,
         policy=RetryPolicy(attempts=20, base_delay_s=1, max_delay_s=2),
     ),
+    # Per-user work, ordered fairly between users (and the same without fairness, to compare).
+    JobSpec("test.fair", DEFAULT, Mark, mark, policy=RetryPolicy(attempts=1), fair=True),
+    JobSpec("test.fifo", DEFAULT, Mark, mark, policy=RetryPolicy(attempts=1)),
     # The same job on another queue, to check that queue-wide operations stay in their queue.
     JobSpec("test.elsewhere", ANALYTICS, Effect, apply_effect, policy=RetryPolicy(attempts=1)),
 ]

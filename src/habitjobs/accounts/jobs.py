@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from habitjobs.accounts import service
+from habitjobs.errors import PermanentFailure
 from habitjobs.queue.names import DEFAULT
 from habitjobs.queue.registry import JobContext, JobSpec
 from habitjobs.queue.retry import RetryPolicy
@@ -20,8 +21,30 @@ class ExportData(BaseModel):
 
 
 async def export_data(ctx: JobContext, payload: ExportData) -> dict[str, Any]:
-    async with ctx.resources.db.transaction() as session:
-        rows = await service.build_export(session, payload.export_id, ctx.resources.clock.now())
+    """Build the export. Over the size cap it fails at once with the reason; after its last attempt it
+    fails for good: either way the export shows ``failed`` with the reason, and the user may ask again."""
+    resources = ctx.resources
+    settings = resources.settings
+    async with resources.db.transaction() as session:
+        await service.start_export(session, payload.export_id)
+    try:
+        async with resources.db.transaction() as session:
+            rows = await service.build_export(
+                session,
+                payload.export_id,
+                resources.clock.now(),
+                max_bytes=settings.export_max_bytes,
+                keep_s=settings.export_keep_s,
+            )
+    except Exception as exc:
+        permanent = isinstance(exc, PermanentFailure)
+        if permanent or ctx.attempt >= ctx.max_attempts:
+            reason = exc.message if isinstance(exc, PermanentFailure) else "the export could not be built"
+            async with resources.db.transaction() as session:
+                await service.fail_export(
+                    session, payload.export_id, reason, resources.clock.now(), settings.export_keep_s
+                )
+        raise
     return {"export_id": str(payload.export_id), "rows": rows, "already_done": rows is None}
 
 
@@ -33,5 +56,6 @@ JOBS: list[JobSpec[Any]] = [
         export_data,
         policy=RetryPolicy(attempts=5, base_delay_s=5, max_delay_s=300),
         description="assemble a copy of all of a user's data",
+        fair=True,
     ),
 ]

@@ -77,12 +77,23 @@ class Device(Base):
 
 
 class DataExport(Base):
-    """A user's request for a copy of all their data, assembled by the ``accounts.export_data`` job."""
+    """A user's request for a copy of all their data, assembled by the ``accounts.export_data`` job.
+
+    One at a time per user (the partial unique index). A finished or failed export expires at
+    ``expires_at``: its document is then deleted and the row kept a while as ``expired``.
+    """
 
     __tablename__ = "data_exports"
     __table_args__ = (
-        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'expired')", name="status"),
         Index(None, "user_id", "requested_at"),
+        Index(
+            "uq_data_exports_user_in_flight",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index(None, "expires_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -93,3 +104,7 @@ class DataExport(Base):
     finished_at: Mapped[datetime | None]
     row_count: Mapped[int | None] = mapped_column(Integer)
     document: Mapped[dict[str, Any] | None]
+    # The document's size as JSON text; why the export failed, in words for the user.
+    size_bytes: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,6 +67,19 @@ async def upsert_device(
     return device
 
 
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Lock the user's row until the transaction ends (serialises what counts the user's devices)."""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
+async def count_enabled_devices(session: AsyncSession, user_id: uuid.UUID, *, other_than: uuid.UUID) -> int:
+    """The user's devices with push enabled, not counting ``other_than`` (the one being registered)."""
+    stmt = select(func.count()).where(
+        Device.user_id == user_id, Device.push_enabled.is_(True), Device.id != other_than
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def get_device(session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
     return await session.scalar(select(Device).where(Device.id == device_id, Device.user_id == user_id))
 
@@ -91,14 +105,27 @@ async def disable_device(
     return bool(getattr(result, "rowcount", 0))
 
 
+_CREATE_EXPORT = text(
+    "INSERT INTO data_exports (id, user_id, job_id, status) VALUES (:id, :user_id, :job_id, 'queued') "
+    "ON CONFLICT (user_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id"
+)
+
+
 async def create_export(
     session: AsyncSession, user_id: uuid.UUID, export_id: uuid.UUID, job_id: str
-) -> DataExport:
-    export = DataExport(id=export_id, user_id=user_id, job_id=job_id, status="queued")
-    session.add(export)
-    await session.flush()
-    await session.refresh(export)
-    return export
+) -> DataExport | None:
+    """A new queued export; None when the user already has one queued or running."""
+    params = {"id": export_id, "user_id": user_id, "job_id": job_id}
+    if (await session.execute(_CREATE_EXPORT, params)).scalar_one_or_none() is None:
+        return None
+    return await get_export(session, export_id)
+
+
+async def export_in_flight(session: AsyncSession, user_id: uuid.UUID) -> DataExport | None:
+    """The user's queued or running export, if any (there is at most one)."""
+    return await session.scalar(
+        select(DataExport).where(DataExport.user_id == user_id, DataExport.status.in_(("queued", "running")))
+    )
 
 
 async def get_export(
@@ -110,11 +137,61 @@ async def get_export(
     return await session.scalar(stmt)
 
 
-async def finish_export(
-    session: AsyncSession, export_id: uuid.UUID, document: dict[str, Any], rows: int
-) -> None:
+async def mark_export_running(session: AsyncSession, export_id: uuid.UUID) -> None:
     await session.execute(
         update(DataExport)
-        .where(DataExport.id == export_id)
-        .values(status="done", document=document, row_count=rows, finished_at=func.now())
+        .where(DataExport.id == export_id, DataExport.status == "queued")
+        .values(status="running")
     )
+
+
+_FINISH_EXPORT = text(
+    "UPDATE data_exports SET status = 'done', document = CAST(:document AS jsonb), row_count = :rows, "
+    "size_bytes = :size, finished_at = now(), expires_at = :expires_at WHERE id = :id"
+).bindparams(bindparam("document", type_=Text))
+
+
+async def finish_export(
+    session: AsyncSession, export_id: uuid.UUID, document: str, rows: int, expires_at: datetime
+) -> None:
+    """Store the document (already JSON text: it is encoded once, to measure it)."""
+    params = {"id": export_id, "document": document, "rows": rows, "size": len(document.encode())}
+    await session.execute(_FINISH_EXPORT, {**params, "expires_at": expires_at})
+
+
+async def fail_export(session: AsyncSession, export_id: uuid.UUID, error: str, expires_at: datetime) -> bool:
+    """Record why a queued or running export cannot be built; False when it had finished already."""
+    result = await session.execute(
+        update(DataExport)
+        .where(DataExport.id == export_id, DataExport.status.in_(("queued", "running")))
+        .values(status="failed", error=error, finished_at=func.now(), expires_at=expires_at)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def expire_exports(session: AsyncSession, now: datetime, limit: int) -> int:
+    """Delete the documents of up to ``limit`` exports past their expiry; the rows stay as ``expired``."""
+    due = (
+        select(DataExport.id)
+        .where(DataExport.status.in_(("done", "failed")), DataExport.expires_at <= now)
+        .order_by(DataExport.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(DataExport).where(DataExport.id.in_(due)).values(status="expired", document=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def forget_exports(session: AsyncSession, expired_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` expired exports whose expiry is older than ``expired_before``."""
+    due = (
+        select(DataExport.id)
+        .where(DataExport.status == "expired", DataExport.expires_at <= expired_before)
+        .order_by(DataExport.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(delete(DataExport).where(DataExport.id.in_(due)))
+    return int(getattr(result, "rowcount", 0) or 0)

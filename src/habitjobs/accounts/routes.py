@@ -62,7 +62,10 @@ async def register_device(
 ) -> DeviceOut:
     """Register this installation's push token (idempotent: the app calls it at every start)."""
     async with resources.db.transaction() as session:
-        return _device(await service.register_device(session, user_id, device_id, body))
+        device = await service.register_device(
+            session, user_id, device_id, body, max_devices=resources.settings.max_devices_per_user
+        )
+        return _device(device)
 
 
 @router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -72,11 +75,23 @@ async def unregister_device(device_id: uuid.UUID, user_id: CurrentUser, resource
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/me/exports", status_code=status.HTTP_202_ACCEPTED)
-async def request_export(user_id: CurrentUser, resources: ResourcesDep) -> ExportAccepted:
-    """Start assembling a copy of all the user's data; poll the job or the export."""
+@router.post(
+    "/me/exports",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {
+            "model": ExportAccepted,
+            "description": "an export of this user is already queued or running: it",
+        }
+    },
+)
+async def request_export(user_id: CurrentUser, resources: ResourcesDep, response: Response) -> ExportAccepted:
+    """Start assembling a copy of all the user's data (202); poll the job or the export. One runs at a
+    time: while one is queued or running, the answer is that one (200, the same job id)."""
     async with resources.db.transaction() as session:
-        export = await service.request_export(session, resources.outbox, user_id)
+        export, created = await service.request_export(session, resources.outbox, user_id)
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return ExportAccepted(
         export_id=export.id,
         job_id=export.job_id,
@@ -86,7 +101,10 @@ async def request_export(user_id: CurrentUser, resources: ResourcesDep) -> Expor
     )
 
 
-@router.get("/me/exports/{export_id}")
+@router.get(
+    "/me/exports/{export_id}",
+    responses={410: {"description": "`export_expired`: the export expired and its document was deleted"}},
+)
 async def get_export(export_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> ExportOut:
     async with resources.db.transaction() as session:
-        return _export(await service.get_export(session, user_id, export_id))
+        return _export(await service.get_export(session, user_id, export_id, resources.clock.now()))

@@ -94,3 +94,8 @@ class ExportOut(BaseModel):
     finished_at: datetime | None
     row_count: int | None
     document: dict[str, Any] | None
+    size_bytes: int | None = None
+    # Why the export failed (e.g. over the size limit), for the user.
+    error: str | None = None
+    # When the document is deleted; after that the export answers 410.
+    expires_at: datetime | None = None

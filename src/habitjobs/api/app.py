@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from habitjobs import __version__
 from habitjobs.accounts.routes import router as accounts_router
@@ -14,6 +14,7 @@ from habitjobs.analytics.routes import router as analytics_router
 from habitjobs.api import health, jobs
 from habitjobs.api.errors import install_error_handlers
 from habitjobs.api.limits import BodySizeLimit
+from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
 from habitjobs.habits.routes import router as habits_router
 from habitjobs.reminders.routes import router as reminders_router
@@ -44,13 +45,17 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         app.state.resources = resources
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RateLimitHeaders)
+    # Per-user rate limits on every user route (the sync router counts its own routes: its upload
+    # route does not read the user from the database).
+    limited = [Depends(rate_limit)]
     # One line per domain, so adding a domain is a one-line change.
     app.include_router(health.router)
-    app.include_router(accounts_router)
-    app.include_router(habits_router)
+    app.include_router(accounts_router, dependencies=limited)
+    app.include_router(habits_router, dependencies=limited)
     app.include_router(sync_router)
-    app.include_router(reminders_router)
-    app.include_router(analytics_router)
-    app.include_router(jobs.router)
+    app.include_router(reminders_router, dependencies=limited)
+    app.include_router(analytics_router, dependencies=limited)
+    app.include_router(jobs.router, dependencies=limited)
     app.include_router(admin_router)
     return app

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from habitjobs.errors import HabitjobsError, InvalidInput, Unauthorized
+from habitjobs.errors import HabitjobsError, InvalidInput, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidInput) and exc.field:
             extra["field"] = exc.field
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(
             error_body(exc.code, exc.message, **extra), status_code=exc.http_status, headers=headers
         )

@@ -29,21 +29,14 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(None, help="default: HABITJOBS_API_HOST"),
         port: int = typer.Option(None, help="default: HABITJOBS_API_PORT"),
     ) -> None:
-        """Serve the HTTP API (uvicorn)."""
-        import uvicorn
-
+        """Serve the HTTP API (uvicorn, with time limits for reading requests: api/server.py)."""
         from habitjobs.api.app import create_app
+        from habitjobs.api.server import serve
 
         settings = settings_or_exit()
         settings.require_database_url()
         settings.require_redis_url()
-        uvicorn.run(
-            create_app(settings),
-            host=host or settings.api_host,
-            port=port or settings.api_port,
-            log_level=settings.log_level.lower(),
-            proxy_headers=True,
-        )
+        serve(settings, create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
 
     @app.command()
     def worker(

@@ -41,6 +41,7 @@ async def send_test(
                     user.id,
                     uuid.uuid4(),
                     DevicePut(platform=fake_device, push_token=f"dev-{uuid.uuid4().hex}", app_version="dev"),
+                    max_devices=settings.max_devices_per_user,
                 )
             ids, job_ids = await push_service.send_test(
                 session, resources.outbox, email, now=resources.clock.now()

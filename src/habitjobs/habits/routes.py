@@ -23,7 +23,9 @@ async def list_routines(user_id: CurrentUser, resources: ResourcesDep) -> list[R
 @router.post("/routines", status_code=status.HTTP_201_CREATED)
 async def create_routine(body: RoutineIn, user_id: CurrentUser, resources: ResourcesDep) -> RoutineOut:
     async with resources.db.transaction() as session:
-        routine = await service.create_routine(session, resources.clock, user_id, body)
+        routine = await service.create_routine(
+            session, resources.clock, user_id, body, max_routines=resources.settings.max_routines_per_user
+        )
         return RoutineOut.model_validate(routine, from_attributes=True)
 
 
@@ -60,7 +62,9 @@ async def list_habits(user_id: CurrentUser, resources: ResourcesDep) -> list[Hab
 @router.post("/habits", status_code=status.HTTP_201_CREATED)
 async def create_habit(body: HabitIn, user_id: CurrentUser, resources: ResourcesDep) -> HabitOut:
     async with resources.db.transaction() as session:
-        habit = await service.create_habit(session, resources.clock, user_id, body)
+        habit = await service.create_habit(
+            session, resources.clock, user_id, body, max_habits=resources.settings.max_habits_per_user
+        )
         return HabitOut.model_validate(habit, from_attributes=True)
 
 

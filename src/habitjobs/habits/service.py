@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitjobs import caps
 from habitjobs.clock import Clock
 from habitjobs.errors import Conflict, InvalidInput, NotFound
 from habitjobs.habits import repository as repo
@@ -46,10 +47,14 @@ async def get_routine(session: AsyncSession, user_id: uuid.UUID, routine_id: uui
     return routine
 
 
-async def create_routine(session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: RoutineIn) -> Routine:
+async def create_routine(
+    session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: RoutineIn, *, max_routines: int
+) -> Routine:
     values = body.model_dump()
     values["id"] = body.id or uuid.uuid4()
     values.update(user_id=user_id, **await stamp_api_write(session, clock, user_id))
+    # Counted under the version lock stamp_api_write took: concurrent creates are serialised.
+    caps.ROUTINES.check(await repo.count_live(session, Routine, user_id), max_routines)
     routine = await repo.insert_new(session, Routine, values)
     if routine is None:
         raise Conflict(f"a routine with id {values['id']} already exists", field="id")
@@ -101,12 +106,16 @@ def _check_kind(kind: str, duration_seconds: int | None, target_value: object) -
         raise InvalidInput("a quantity habit needs target_value", field="target_value")
 
 
-async def create_habit(session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: HabitIn) -> Habit:
+async def create_habit(
+    session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: HabitIn, *, max_habits: int
+) -> Habit:
     _check_kind(body.kind, body.duration_seconds, body.target_value)
     await _check_routine_ref(session, user_id, body.routine_id)
     values = body.model_dump()
     values["id"] = body.id or uuid.uuid4()
     values.update(user_id=user_id, **await stamp_api_write(session, clock, user_id))
+    # Counted under the version lock stamp_api_write took: concurrent creates are serialised.
+    caps.HABITS.check(await repo.count_live(session, Habit, user_id), max_habits)
     habit = await repo.insert_new(session, Habit, values)
     if habit is None:
         raise Conflict(f"a habit with id {values['id']} already exists", field="id")

@@ -113,7 +113,11 @@ class Outbox:
             for row_id, job_id in inserted:
                 row = by_job_id[job_id]
                 request = EnqueueRequest(
-                    row["job_name"], row["data"], job_id=job_id, delay_ms=row["delay_ms"]
+                    row["job_name"],
+                    row["data"],
+                    job_id=job_id,
+                    delay_ms=row["delay_ms"],
+                    user=_user(row["user_id"]),
                 )
                 pending.append(_Staged(row_id, request))
         return [job.job_id for job in jobs]
@@ -175,7 +179,10 @@ class Outbox:
             if not rows:
                 return 0
             requests = [
-                EnqueueRequest(r.job_name, r.data, job_id=r.job_id, delay_ms=r.delay_ms) for r in rows
+                EnqueueRequest(
+                    r.job_name, r.data, job_id=r.job_id, delay_ms=r.delay_ms, user=_user(r.user_id)
+                )
+                for r in rows
             ]
             ids = [r.id for r in rows]
             failure: Exception | None = None
@@ -209,6 +216,10 @@ class Outbox:
                 )
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _user(user_id: uuid.UUID | None) -> str | None:
+    return None if user_id is None else str(user_id)
 
 
 async def find_owned(session: AsyncSession, job_id: str, user_id: uuid.UUID) -> OutboxRow | None:

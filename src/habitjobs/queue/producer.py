@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bullmq import Queue
@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from habitjobs.config import Settings
 from habitjobs.queue.connection import assert_safe, create_redis
+from habitjobs.queue.fairness import FairRanks
 from habitjobs.queue.names import BACKOFF_TYPE, check_job_id
 from habitjobs.queue.registry import JobSpec, Registry
 
@@ -35,6 +36,8 @@ class EnqueueRequest:
     delay_ms: int = 0
     priority: int | None = None
     dedupe: Dedupe | None = None
+    # The user the job works for: a job of a fair type gets its priority from the user's queued jobs.
+    user: str | None = None
 
 
 class Producer:
@@ -46,6 +49,7 @@ class Producer:
         self._redis = create_redis(settings.require_redis_url())
         assert_safe(self._redis)
         self._queues: dict[str, Queue] = {}
+        self._fair = FairRanks(self._redis, settings.queue_prefix)
 
     @property
     def registry(self) -> Registry:
@@ -103,17 +107,40 @@ class Producer:
         delay_ms: int = 0,
         priority: int | None = None,
         dedupe: Dedupe | None = None,
+        user: str | None = None,
     ) -> str:
         """Add one job; returns its id. Adding an id that already exists does nothing (BullMQ)."""
-        request = EnqueueRequest(name, payload, job_id, delay_ms, priority, dedupe)
+        request = EnqueueRequest(name, payload, job_id, delay_ms, priority, dedupe, user)
+        [request] = await self._with_fair_priorities([request])
         spec = self._registry.get(name)
         job = await self.queue(spec.queue).add(
             name, self.validate_payload(spec, payload), self.job_options(spec, request)
         )
         return str(job.id)
 
+    async def _with_fair_priorities(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueRequest]:
+        """Give each job of a fair type (with a user and an id, and no priority of its own) its rank
+        among the user's queued jobs as priority (see :mod:`habitjobs.queue.fairness`)."""
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, request in enumerate(requests):
+            spec = self._registry.get(request.name)
+            if spec.fair and request.user and request.job_id and request.priority is None:
+                groups[(spec.queue, request.user)].append(index)
+        if not groups:
+            return list(requests)
+        keys = list(groups)
+        ranks = await self._fair.priorities(
+            [(queue, user, [str(requests[i].job_id) for i in groups[(queue, user)]]) for queue, user in keys]
+        )
+        out = list(requests)
+        for key, priorities in zip(keys, ranks, strict=True):
+            for index, priority in zip(groups[key], priorities, strict=True):
+                out[index] = replace(out[index], priority=priority)
+        return out
+
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[str]:
         """Add many jobs, one MULTI/EXEC per queue. Returns ids in the order given."""
+        requests = await self._with_fair_priorities(requests)
         by_queue: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for index, request in enumerate(requests):
             spec = self._registry.get(request.name)

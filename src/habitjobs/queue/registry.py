@@ -62,6 +62,9 @@ class JobSpec(Generic[P]):
     handler: Handler[P]
     policy: RetryPolicy = DEFAULT_POLICY
     description: str = ""
+    # Per-user work: jobs enqueued for a user get their rank among the user's queued jobs as priority,
+    # so one user's backlog does not hold other users' jobs back (queue/fairness.py).
+    fair: bool = False
 
     def __post_init__(self) -> None:
         if not JOB_NAME_RE.match(self.name):

@@ -23,7 +23,9 @@ async def list_reminders(user_id: CurrentUser, resources: ResourcesDep) -> list[
 @router.post("/reminders", status_code=status.HTTP_201_CREATED)
 async def create_reminder(body: ReminderIn, user_id: CurrentUser, resources: ResourcesDep) -> ReminderOut:
     async with resources.db.transaction() as session:
-        reminder = await service.create_reminder(session, resources.clock, user_id, body)
+        reminder = await service.create_reminder(
+            session, resources.clock, user_id, body, max_reminders=resources.settings.max_reminders_per_user
+        )
         return ReminderOut.model_validate(reminder, from_attributes=True)
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitjobs import caps
 from habitjobs.clock import Clock
 from habitjobs.errors import Conflict, InvalidInput, NotFound
 from habitjobs.habits import repository as shared
@@ -49,7 +50,7 @@ async def get_reminder(session: AsyncSession, user_id: uuid.UUID, reminder_id: u
 
 
 async def create_reminder(
-    session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: ReminderIn
+    session: AsyncSession, clock: Clock, user_id: uuid.UUID, body: ReminderIn, *, max_reminders: int
 ) -> Reminder:
     assert body.local_time is not None  # ReminderIn's validator fills it in
     if body.kind == "habit" and body.habit_id is None:
@@ -57,6 +58,8 @@ async def create_reminder(
     values = body.model_dump()
     await _check_refs(session, user_id, values)
     stamp = await stamp_api_write(session, clock, user_id)
+    # Counted under the version lock stamp_api_write took: concurrent creates are serialised.
+    caps.REMINDERS.check(await shared.count_live(session, Reminder, user_id), max_reminders)
     values.update(
         stamp,
         id=body.id or uuid.uuid4(),

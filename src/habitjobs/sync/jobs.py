@@ -163,6 +163,7 @@ JOBS: list[JobSpec[Any]] = [
         apply_batch,
         policy=RetryPolicy(attempts=10, base_delay_s=1, max_delay_s=60),
         description="merge an uploaded batch of offline mutations",
+        fair=True,
     ),
     JobSpec(
         PURGE_JOB,

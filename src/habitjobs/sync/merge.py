@@ -8,14 +8,14 @@ one statement, tombstone the children of deleted rows. Then the dirty marks, in 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.reminders.service import refresh_next_fire
-from habitjobs.sync import merge_sql
+from habitjobs.sync import merge_sql, owned_caps
 from habitjobs.sync.entities import ENTITIES, DirtyMarks, EntitySpec
 from habitjobs.sync.lww import EntityMerge, merge_entity
 from habitjobs.sync.mutations import ID_CONFLICT, Op, Rejection, StoredMutation, validate_all
@@ -41,8 +41,12 @@ async def merge_chunk(
     version: int,
     clock_limit: datetime,
     now: datetime,
+    caps: Mapping[str, int] | None = None,
 ) -> ChunkOutcome:
-    """Apply ``chunk`` for ``user_id``; every row written carries ``version``. Never commits."""
+    """Apply ``chunk`` for ``user_id``; every row written carries ``version``. Never commits.
+
+    ``caps``: the most live rows the user may have, per entity name (rows created beyond are rejected).
+    """
     outcome = ChunkOutcome()
     ops: dict[str, list[Op]] = {}
     valid, outcome.rejected = validate_all(chunk, writer=writer, clock_limit=clock_limit)
@@ -50,7 +54,8 @@ async def merge_chunk(
         ops.setdefault(op.spec.name, []).append(op)
     for spec in ENTITIES.values():
         if spec.name in ops:
-            written = await _merge_entity(session, spec, ops[spec.name], user_id, version, outcome)
+            cap = (caps or {}).get(spec.name)
+            written = await _merge_entity(session, spec, ops[spec.name], user_id, version, outcome, cap)
             derive = _DERIVED.get(spec.name)
             if derive is not None and written:
                 await derive(session, written, now)
@@ -67,6 +72,7 @@ async def _merge_entity(
     user_id: uuid.UUID,
     version: int,
     outcome: ChunkOutcome,
+    cap: int | None = None,
 ) -> set[uuid.UUID]:
     """Merge one entity's operations; returns the ids of the rows written."""
     current = await merge_sql.fetch_rows(session, spec, {op.id for op in ops})
@@ -83,6 +89,8 @@ async def _merge_entity(
     merged = merge_entity(
         spec, ops, user_id=user_id, version=version, current=current, parents=parents, foreign=foreign
     )
+    if cap is not None:
+        await owned_caps.enforce(session, spec, merged, ops, user_id, cap)
     written = await merge_sql.write_rows(session, spec, merged.writes) if merged.writes else set()
     _drop_lost_writes(merged, ops, written)
     merged.mark(spec, outcome.marks, written)

@@ -84,6 +84,12 @@ async def foreign_ids(
     return {i for i, row in rows.items() if row["user_id"] != user_id}
 
 
+async def count_live(session: AsyncSession, spec: EntitySpec, user_id: uuid.UUID) -> int:
+    """How many live (not deleted) rows of ``spec`` the user has."""
+    sql = f"SELECT count(*) FROM {spec.table.name} WHERE user_id = $1 AND deleted_at IS NULL"
+    return int(await (await _driver(session)).fetchval(sql, user_id))
+
+
 @functools.cache
 def _write_sql(entity: str) -> str:
     spec = ENTITIES[entity]

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from habitjobs.accounts.auth import TokenClaims, read_token
 from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.api.ratelimit import SYNC, limiter, rate_limit
 from habitjobs.errors import PayloadTooLarge, Unauthorized
 from habitjobs.resources import Resources
 from habitjobs.sync import service
@@ -58,6 +59,7 @@ async def _pushing(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     user_id = gate.user(credentials.credentials)
+    await limiter(request).check(request, SYNC, user_id)
     # 413 for an upload over the sync size limit (tighter than the API-wide body limit).
     size, limit = len(await request.body()), gate.resources.settings.sync_max_batch_bytes
     if size > limit:
@@ -89,14 +91,14 @@ async def push(body: PushIn, pushing: Annotated[tuple[_PushGate, uuid.UUID], Dep
     )
 
 
-@router.get("/batches/{batch_id}")
+@router.get("/batches/{batch_id}", dependencies=[Depends(rate_limit)])
 async def get_batch(batch_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> BatchOut:
     """The merge outcome of one of the caller's batches."""
     async with resources.db.transaction() as session:
         return BatchOut.of(await service.get_batch(session, user_id, batch_id))
 
 
-@router.get("/pull")
+@router.get("/pull", dependencies=[Depends(rate_limit)])
 async def pull(
     user_id: CurrentUser,
     resources: ResourcesDep,

@@ -16,6 +16,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitjobs.caps import entity_caps
 from habitjobs.config import Settings
 from habitjobs.errors import (
     Conflict,
@@ -293,6 +294,7 @@ async def merge_next_chunk(
         version=version,
         clock_limit=work.clock_limit,
         now=now,
+        caps=entity_caps(settings),
     )
     result["applied"] += outcome.applied
     result["ignored_stale"] += outcome.stale
