@@ -26,6 +26,7 @@ from tests.support.erasure import (
     Census,
     Schema,
     Seeded,
+    assert_erased_and_others_untouched,
     read_schema,
     redis_keys_mentioning,
     seed_users,
@@ -114,18 +115,7 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
     assert await tables_mentioning(resources, schema, str(leaving.id)) == {}
     assert await redis_keys_mentioning(redis_url, resources.settings.queue_prefix, str(leaving.id)) == []
 
-    after = await take_census(resources, schema, leaving.id)
-    for table in schema.tables:
-        now = {**after.users[table], **after.others[table]}
-        for key in before.users[table]:
-            if schema.only_cleared(table):  # the row stays, without the reference
-                assert key in now, (table, key)
-            else:
-                assert key not in now, (table, key)
-        for key, row in before.others[table].items():
-            assert now.get(key) == row, f"{table} {key} changed: {row} → {now.get(key)}"
-        unexpected = set(now) - set(before.others[table]) - set(before.users[table])
-        assert unexpected == set(), (table, unexpected)
+    assert_erased_and_others_untouched(schema, before, await take_census(resources, schema, leaving.id))
     assert any(before.others[t] for t in schema.holding_tables())
     # The other user's jobs are still there, their account works.
     assert await redis_keys_mentioning(redis_url, resources.settings.queue_prefix, str(staying.id))

@@ -173,6 +173,22 @@ async def take_census(resources: Resources, schema: Schema, user_id: uuid.UUID) 
     return census
 
 
+def assert_erased_and_others_untouched(schema: Schema, before: Census, after: Census) -> None:
+    """The user's rows are gone (or, where the schema only clears the reference, kept without it); every
+    other row is exactly as it was, and no row appeared."""
+    for table in schema.tables:
+        now = {**after.users[table], **after.others[table]}
+        for key in before.users[table]:
+            if schema.only_cleared(table):
+                assert key in now, (table, key)
+            else:
+                assert key not in now, (table, key)
+        for key, row in before.others[table].items():
+            assert now.get(key) == row, f"{table} {key} changed: {row} → {now.get(key)}"
+        unexpected = set(now) - set(before.others[table]) - set(before.users[table])
+        assert unexpected == set(), (table, unexpected)
+
+
 async def tables_mentioning(resources: Resources, schema: Schema, needle: str) -> dict[str, int]:
     """Tables where some row's text holds ``needle`` anywhere (any column, JSON included): counts."""
     found: dict[str, int] = {}

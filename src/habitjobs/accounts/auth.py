@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from habitjobs.accounts.jwks import JwksCache
 from habitjobs.clock import Clock, SystemClock
@@ -79,9 +80,13 @@ def _expiry(value: Any, now: float, leeway_s: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _decode(token: str, key: Any, *, options: dict[str, Any], **checks: Any) -> dict[str, Any]:
+def _decode(
+    token: str, key: Any, *, require: list[str], verify_aud: bool = True, **checks: Any
+) -> dict[str, Any]:
+    """Signature and claims; the expiry is left to :func:`_expiry` (our clock, our bounds)."""
+    options: Options = {"require": require, "verify_aud": verify_aud, "verify_exp": False}
     try:
-        claims: dict[str, Any] = jwt.decode(token, key, options={**options, "verify_exp": False}, **checks)
+        claims: dict[str, Any] = jwt.decode(token, key, options=options, **checks)
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
         raise Unauthorized(f"the token is not valid ({exc})") from None
     return claims
@@ -99,7 +104,7 @@ def read_local_token(settings: Settings, token: str, now: float) -> VerifiedToke
         settings.jwt_key,
         algorithms=[_LOCAL_ALGORITHM],
         issuer=settings.jwt_issuer,
-        options={"require": ["sub", "exp", "iat", "iss"]},
+        require=["sub", "exp", "iat", "iss"],
     )
     try:
         user_id = uuid.UUID(str(claims["sub"]))
@@ -134,7 +139,8 @@ class _Provider:
             issuer=config.issuer,
             audience=config.audience if standard_audience else None,
             leeway=self.leeway_s,
-            options={"require": ["exp", "iss", "sub"], "verify_aud": standard_audience},
+            require=["exp", "iss", "sub"],
+            verify_aud=standard_audience,
         )
         if not standard_audience and claims.get(config.audience_claim) not in config.audience:
             raise Unauthorized(f"the token's {config.audience_claim} is not this API's audience")

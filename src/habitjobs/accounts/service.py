@@ -103,6 +103,7 @@ async def build_export(session: AsyncSession, export_id: uuid.UUID, now: datetim
         return None
     tables = await habits_repo.export_rows(session, user.id)
     devices = await repo.list_devices(session, user.id)
+    identities = await repo.list_identities(session, user.id)
     document = {
         "generated_at": now.isoformat(),
         "user": {
@@ -121,6 +122,15 @@ async def build_export(session: AsyncSession, export_id: uuid.UUID, now: datetim
                 "registered_at": d.registered_at.isoformat(),
             }
             for d in devices
+        ],
+        "identities": [
+            {
+                "issuer": i.issuer,
+                "subject": i.subject,
+                "email": i.email,
+                "created_at": i.created_at.isoformat(),
+            }
+            for i in identities
         ],
         **{
             table: [{k: _jsonable(v) for k, v in row.items()} for row in rows]
