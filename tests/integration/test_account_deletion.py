@@ -20,6 +20,7 @@ from habitjobs.push import repository as push_repo
 from habitjobs.push import service as push_service
 from habitjobs.push.schemas import Notification
 from habitjobs.queue.operations import JobOperations
+from habitjobs.queue.registry import JobContext
 from habitjobs.queue.runtime import WorkerRuntime
 from habitjobs.resources import Resources
 from tests.support.erasure import (
@@ -33,6 +34,7 @@ from tests.support.erasure import (
     tables_mentioning,
     take_census,
 )
+from tests.support.sync import Device as Phone
 from tests.support.workers import drain
 
 # A table this test adds: it has no user_id column and reaches the user only through a device.
@@ -85,9 +87,9 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
 
     accepted = await client.delete("/v1/me", headers=leaving.headers)
     assert accepted.status_code == 202, accepted.text
-    body = accepted.json()
-    assert body["job_id"] == f"delete-user-{body['deletion_id']}"
-    assert body["status_url"] == "/v1/me/deletion"
+    started = accepted.json()
+    assert started["job_id"] == f"delete-user-{started['deletion_id']}"
+    assert started["status_url"] == "/v1/me/deletion"
     await resources.outbox.settle()
 
     schema = await read_schema(resources)
@@ -98,6 +100,10 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
 
     # Locked at once: tokens refused, devices disabled; the deletion itself is visible to its owner.
     assert (await client.get("/v1/me", headers=leaving.headers)).status_code == 401
+    late = Phone()
+    late.record("habit", "upsert", uuid.uuid4(), 0, {"name": "Late"})
+    upload = late.batch()
+    assert (await client.post("/v1/sync/push", headers=leaving.headers, json=upload)).status_code == 401
     assert (await client.get("/v1/me/deletion", headers=leaving.headers)).json()["status"] == "scheduled"
     async with resources.db.transaction() as session:
         device = await session.get(Device, leaving_device)
@@ -107,7 +113,7 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
     await drain(resources, queues=["default"])
 
     async with resources.db.transaction() as session:
-        deletion = await session.get(AccountDeletion, uuid.UUID(body["deletion_id"]))
+        deletion = await session.get(AccountDeletion, uuid.UUID(started["deletion_id"]))
     assert deletion is not None
     assert (deletion.status, deletion.user_id) == ("done", None)
     erased = sum(len(rows) for table, rows in before.users.items() if not schema.only_cleared(table))
@@ -125,7 +131,7 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
     # The operator sees the deletion among the finished jobs, and it names nobody.
     page = await JobOperations(resources.producer).list_jobs("default", "completed")
     [job] = [j for j in page.jobs if j.name == DELETE_JOB]
-    assert job.id == body["job_id"]
+    assert job.id == started["job_id"]
     assert job.return_value["status"] == "done"
     assert str(leaving.id) not in str(job.data) + str(job.return_value)
 
@@ -146,6 +152,17 @@ async def test_a_deletion_asked_twice_is_one_deletion(
     async with resources.db.transaction() as session:
         [row] = (await session.scalars(select(AccountDeletion))).all()
     assert row.status == "done"
+    # The job once more (a duplicate delivery): nothing left to do, nothing changes.
+    spec = resources.registry.get(DELETE_JOB)
+    ctx = JobContext(row.job_id, spec.name, spec.queue, 1, spec.policy.attempts, resources)
+    assert (await spec.handler(ctx, spec.parse({"deletion_id": str(row.id)})))["status"] == "done"
+    async with resources.db.transaction() as session:
+        [again] = (await session.scalars(select(AccountDeletion))).all()
+    assert (again.status, again.rows_deleted, again.finished_at) == (
+        "done",
+        row.rows_deleted,
+        row.finished_at,
+    )
 
 
 async def test_the_grace_period_can_be_cancelled_and_the_account_works_again(

@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from habitjobs.accounts.auth import mint_token
+from habitjobs.accounts.auth import Authenticator, mint_token
 from habitjobs.api.app import create_app
 from habitjobs.clock import SystemClock
 from habitjobs.config import OidcProvider
@@ -48,13 +48,20 @@ class Api:
 
 @asynccontextmanager
 async def api(
-    resources: Resources, *providers: OidcProvider, min_refresh_s: float = 30, **settings: Any
+    resources: Resources,
+    *providers: OidcProvider,
+    min_refresh_s: float = 30,
+    monotonic: Callable[[], float] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Api]:
-    """The API with these identity providers (and the resources' database and Redis)."""
+    """The API with these identity providers (and the resources' database and Redis); ``monotonic``
+    replaces the clock of the key caches' intervals."""
     configured = resources.settings.model_copy(
         update={"oidc_providers": list(providers), "oidc_jwks_min_refresh_s": min_refresh_s, **settings}
     )
     app = create_app(configured, resources=resources)
+    if monotonic is not None:
+        app.state.authenticator = Authenticator(configured, monotonic=monotonic)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
         try:
@@ -161,6 +168,8 @@ async def test_hs256_tokens_work_only_where_enabled(resources: Resources, make_u
         answer = await disabled.me(user.token)
         assert answer.status_code == 401
         assert "HABITJOBS_JWT_HS256" in _error(answer)
+    async with api(resources, env="prod") as prod:  # prod: off unless enabled
+        assert await prod.status_of(user.token) == 401
 
 
 async def test_an_unknown_key_id_refreshes_the_keys_at_most_once_per_interval(
@@ -181,6 +190,35 @@ async def test_an_unknown_key_id_refreshes_the_keys_at_most_once_per_interval(
         for _ in range(20):
             assert await client.status_of(idp.token(key, "user-1")) == 200
         assert idp.key_fetches == 2
+
+
+async def test_after_the_interval_an_unknown_key_fetches_again_and_old_keys_refresh_in_the_background(
+    resources: Resources, idp: LocalProvider
+) -> None:
+    key = idp.new_key("RS256")
+    elapsed = [0.0]
+    clock = api(
+        resources, idp.config(), min_refresh_s=30, oidc_jwks_max_age_s=600, monotonic=lambda: elapsed[0]
+    )
+    async with clock as client:
+        assert await client.status_of(idp.token(key, "u")) == 200
+        assert await client.status_of(idp.token(key, "u", headers={"kid": "unknown-1"})) == 401
+        assert idp.key_fetches == 2
+        elapsed[0] = 29.0
+        assert await client.status_of(idp.token(key, "u", headers={"kid": "unknown-2"})) == 401
+        assert idp.key_fetches == 2
+        elapsed[0] = 31.0
+        assert await client.status_of(idp.token(key, "u", headers={"kid": "unknown-3"})) == 401
+        assert idp.key_fetches == 3
+        # Past the keys' max age: the request is answered from the cache while they are fetched again.
+        idp.hang.set()
+        elapsed[0] = 700.0
+        assert await client.status_of(idp.token(key, "v")) == 200
+        deadline = time.monotonic() + 10
+        while idp.key_fetches < 4:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        idp.hang.clear()
 
 
 async def test_no_network_call_per_request(resources: Resources, idp: LocalProvider) -> None:
