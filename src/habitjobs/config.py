@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Env = Literal["dev", "test", "prod"]
@@ -22,6 +22,33 @@ DEV_JWT_SECRET = "habitjobs-dev-only-secret-do-not-use-in-production"  # noqa: S
 
 class ConfigError(ValueError):
     """The configuration cannot run: the message says which setting to fix."""
+
+
+# Signature algorithms an identity provider's tokens may use: asymmetric only, so that a provider's public
+# key can never be taken for a shared secret.
+OidcAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
+_DEFAULT_ALGORITHMS: tuple[OidcAlgorithm, ...] = ("RS256", "ES256")
+
+
+class OidcProvider(BaseModel):
+    """One identity provider whose access tokens the API accepts (Auth0, Firebase, Cognito, Keycloak, …)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The token's ``iss``, exactly as the provider writes it (Auth0's ends with a slash).
+    issuer: str = Field(min_length=1)
+    # Accepted audiences (the API identifier, the Firebase project id, the app client id): one is enough.
+    audience: list[str] = Field(min_length=1)
+    # Where the signing keys are; empty: read ``jwks_uri`` from the issuer's OpenID configuration.
+    jwks_url: str = ""
+    algorithms: list[OidcAlgorithm] = Field(default_factory=lambda: list(_DEFAULT_ALGORITHMS), min_length=1)
+    # The claim holding the audience: ``aud``, except Cognito access tokens, which name it ``client_id``.
+    audience_claim: str = "aud"
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -108,6 +135,26 @@ class Settings(BaseSettings):
     # `maintenance.retention`: how often it runs, and how many rows each of its transactions handles.
     retention_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
     retention_batch: int = Field(default=500, ge=1)
+    # HS256 tokens minted by `habitjobs token`: accepted in dev and test, refused in prod unless set to true.
+    jwt_hs256: bool | None = None
+
+    # Identity providers. One with the three OIDC_* settings, more as a JSON list in OIDC_PROVIDERS (both
+    # may be used together). Keys are fetched from the provider and cached: a request never waits for the
+    # network except for the very first token of a provider, or a key id not seen yet — which refreshes
+    # the keys at most once per `oidc_jwks_min_refresh_s`.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""  # comma-separated
+    oidc_jwks_url: str = ""
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    oidc_leeway_s: float = Field(default=30.0, ge=0, le=300)
+    oidc_jwks_max_age_s: float = Field(default=600.0, ge=1)
+    oidc_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
+    oidc_http_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    # Account deletion: how long a user may still cancel (0: the deletion starts at once), and how many
+    # rows each transaction of the deletion job erases.
+    account_deletion_grace_s: int = Field(default=0, ge=0, le=90 * 24 * 3600)
+    account_deletion_chunk_rows: int = Field(default=1_000, ge=1)
 
     # `habitjobs dev`: the embedded Valkey and PostgreSQL it starts for a store whose URL is unset keep
     # their data here (relative to the working directory) and listen on loopback on these ports, away
@@ -171,8 +218,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
-        if self.env == "prod" and (
-            secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_CHARS
+        if (
+            self.env == "prod"
+            and self.hs256_enabled
+            and (secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_CHARS)
         ):
             raise ConfigError(
                 "HABITJOBS_JWT_SECRET must be set to a random string of at least "
@@ -183,7 +232,42 @@ class Settings(BaseSettings):
             raise ConfigError("HABITJOBS_LOCK_DURATION_MS must be at least HABITJOBS_STALLED_INTERVAL_MS")
         if ":" in self.queue_prefix or not self.queue_prefix:
             raise ConfigError("HABITJOBS_QUEUE_PREFIX must be non-empty and contain no ':'")
+        self._check_providers()
         return self
+
+    def _check_providers(self) -> None:
+        if bool(self.oidc_issuer) != bool(self.oidc_audience):
+            raise ConfigError("HABITJOBS_OIDC_ISSUER and HABITJOBS_OIDC_AUDIENCE go together: set both")
+        if self.oidc_jwks_url and not self.oidc_issuer:
+            raise ConfigError(
+                "HABITJOBS_OIDC_JWKS_URL needs HABITJOBS_OIDC_ISSUER and HABITJOBS_OIDC_AUDIENCE"
+            )
+        issuers = [p.issuer for p in self.identity_providers]
+        if len(set(issuers)) != len(issuers):
+            raise ConfigError("an identity provider's issuer is configured twice (HABITJOBS_OIDC_*)")
+        if self.jwt_issuer in issuers:
+            raise ConfigError("an identity provider may not use this server's own HABITJOBS_JWT_ISSUER")
+        for provider in self.identity_providers:
+            urls = [provider.issuer, provider.jwks_url] if provider.jwks_url else [provider.issuer]
+            # A key set fetched over plain HTTP could be replaced on the way: production trusts TLS only.
+            if self.env == "prod" and any(not url.startswith("https://") for url in urls):
+                raise ConfigError(f"identity provider {provider.issuer!r}: its URLs must be https:// in prod")
+
+    @property
+    def hs256_enabled(self) -> bool:
+        """Whether `habitjobs token`'s HS256 tokens are accepted: by default in dev and test only."""
+        return self.jwt_hs256 if self.jwt_hs256 is not None else self.env != "prod"
+
+    @property
+    def identity_providers(self) -> list[OidcProvider]:
+        """Every configured identity provider: the one of the OIDC_* settings first, then OIDC_PROVIDERS."""
+        single: list[OidcProvider] = []
+        if self.oidc_issuer and self.oidc_audience:
+            audiences = [a.strip() for a in self.oidc_audience.split(",") if a.strip()]
+            single.append(
+                OidcProvider(issuer=self.oidc_issuer, audience=audiences, jwks_url=self.oidc_jwks_url)
+            )
+        return [*single, *self.oidc_providers]
 
     @property
     def jwt_key(self) -> str:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from habitjobs.accounts.auth import mint_token
+from habitjobs.accounts.auth import Authenticator, mint_token
 from habitjobs.api.app import create_app
 from habitjobs.clock import FrozenClock
 from habitjobs.config import Settings
@@ -302,22 +302,25 @@ async def test_a_token_outliving_its_user_cannot_push_or_read(
         assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
 
 
-async def test_a_remembered_token_still_expires(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+async def test_a_remembered_token_still_expires(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     now = datetime.now(UTC)
-    short = {"Authorization": f"Bearer {mint_token(resources.settings, user.id, now=now, ttl_s=60)}"}
-    phone = Device()
-    _new_habit(phone)
-    assert (await client.post("/v1/sync/push", headers=short, json=phone.batch())).status_code == 202
-    resources.clock = FrozenClock(now + timedelta(seconds=61))
-    _new_habit(phone)
-    late = await client.post("/v1/sync/push", headers=short, json=phone.batch())
-    assert late.status_code == 401
-    assert "expired" in late.json()["error"]["message"]
-    forged = {"Authorization": f"Bearer {mint_token(resources.settings, user.id, now=now)[:-2]}xx"}
-    assert (await client.post("/v1/sync/push", headers=forged, json=phone.batch())).status_code == 401
+    clock = FrozenClock(now)
+    app = create_app(resources.settings, resources=resources)
+    app.state.authenticator = Authenticator(resources.settings, clock=clock)  # token expiry's time
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        short = {"Authorization": f"Bearer {mint_token(resources.settings, user.id, now=now, ttl_s=60)}"}
+        phone = Device()
+        _new_habit(phone)
+        assert (await client.post("/v1/sync/push", headers=short, json=phone.batch())).status_code == 202
+        clock.advance(timedelta(seconds=61))
+        _new_habit(phone)
+        late = await client.post("/v1/sync/push", headers=short, json=phone.batch())
+        assert late.status_code == 401
+        assert "expired" in late.json()["error"]["message"]
+        forged = {"Authorization": f"Bearer {mint_token(resources.settings, user.id, now=now)[:-2]}xx"}
+        assert (await client.post("/v1/sync/push", headers=forged, json=phone.batch())).status_code == 401
 
 
 async def test_pull_pages_through_changes_with_a_cursor(

@@ -7,11 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from habitjobs.accounts import service
-from habitjobs.errors import PermanentFailure
+from habitjobs.accounts import deletion, service
+from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.queue.forget import forget
 from habitjobs.queue.names import DEFAULT
 from habitjobs.queue.registry import JobContext, JobSpec
 from habitjobs.queue.retry import RetryPolicy
+
+# A deletion that finds jobs of the user running waits this long for them to finish, then looks again.
+_BUSY_RETRY_S = 5.0
 
 
 class ExportData(BaseModel):
@@ -48,6 +52,65 @@ async def export_data(ctx: JobContext, payload: ExportData) -> dict[str, Any]:
     return {"export_id": str(payload.export_id), "rows": rows, "already_done": rows is None}
 
 
+class DeleteUser(BaseModel):
+    """Carries the deletion's id only: the job's record in Redis never holds the user's id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deletion_id: uuid.UUID
+
+
+async def delete_user(ctx: JobContext, payload: DeleteUser) -> dict[str, Any]:
+    """Erase every row of the user, their jobs in the queues, then the user (see ``accounts.deletion``).
+
+    Safe to run twice and to resume after a crash: each chunk commits with its count; a retry finds
+    fewer rows; the last transaction happens once.
+    """
+    resources = ctx.resources
+    deletion_id = payload.deletion_id
+    answer: dict[str, Any] = {"deletion_id": str(deletion_id)}
+    now = resources.clock.now()
+    async with resources.db.transaction() as session:
+        found = await deletion.start(session, deletion_id, now)
+    if found is None or found.status in deletion.FINAL:
+        return {**answer, "status": "missing" if found is None else found.status}
+    if found.status == "scheduled":
+        raise RetryLater("the grace period has not ended", after_s=(found.not_before - now).total_seconds())
+    assert found.user_id is not None
+    user_id, needle, keep = found.user_id, str(found.user_id), {ctx.job_id}
+    # The user's queued jobs go first, so that none of them writes rows behind the erasure.
+    async with resources.db.transaction() as session:
+        staged = await deletion.jobs_of(session, user_id)
+    report = await forget(resources.producer, needle, job_ids=staged, keep=keep)
+    async with resources.db.transaction() as session:
+        targets = await deletion.plan(session)
+    chunk, rows = resources.settings.account_deletion_chunk_rows, found.rows_deleted
+    for target in targets:
+        while True:
+            async with resources.db.transaction() as session:
+                erased = await deletion.erase_chunk(session, deletion_id, target, user_id, chunk)
+            rows += erased
+            if erased:
+                await ctx.progress({"table": target.table, "rows_deleted": rows})
+            if erased < chunk:
+                break
+    # Then every record of the user's jobs, finished ones included, and the queue events naming them.
+    report = report.add(await forget(resources.producer, needle, finished=True, events=True, keep=keep))
+    if report.busy and ctx.attempt < ctx.max_attempts:
+        raise RetryLater(
+            f"{report.busy} job(s) of the user are running; erasing after they end", after_s=_BUSY_RETRY_S
+        )
+    async with resources.db.transaction() as session:
+        rows += await deletion.finish(session, deletion_id, user_id, targets, resources.clock.now())
+    return {
+        **answer,
+        "status": "done",
+        "rows_deleted": rows,
+        "jobs_removed": report.removed,
+        "events_removed": report.events,
+    }
+
+
 JOBS: list[JobSpec[Any]] = [
     JobSpec(
         service.EXPORT_JOB,
@@ -57,5 +120,13 @@ JOBS: list[JobSpec[Any]] = [
         policy=RetryPolicy(attempts=5, base_delay_s=5, max_delay_s=300),
         description="assemble a copy of all of a user's data",
         fair=True,
+    ),
+    JobSpec(
+        deletion.DELETE_JOB,
+        DEFAULT,
+        DeleteUser,
+        delete_user,
+        policy=RetryPolicy(attempts=10, base_delay_s=5, max_delay_s=300),
+        description="erase a user's account and every row and queued job that belongs to it",
     ),
 ]

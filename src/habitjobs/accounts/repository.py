@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Text, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitjobs.accounts.models import DataExport, Device, User
+from habitjobs.accounts.models import (
+    DELETION_LIVE,
+    LOCAL_ISSUER,
+    AccountDeletion,
+    DataExport,
+    Device,
+    User,
+    UserIdentity,
+)
+from habitjobs.queue.models import OutboxRow
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -18,13 +29,24 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 
 
 async def get_or_create_user(session: AsyncSession, email: str) -> User:
-    existing = await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    """The user `habitjobs token` signs in with this e-mail (its ``local`` identity), created if new.
+
+    Users who signed up through an identity provider are not found by their e-mail: an address is
+    contact data, and only an identity signs a user in.
+    """
+    subject = email.lower()
+    existing = await session.scalar(
+        select(User)
+        .join(UserIdentity)
+        .where(UserIdentity.issuer == LOCAL_ISSUER, UserIdentity.subject == subject)
+    )
     if existing is not None:
         return existing
-    user = User(id=uuid.uuid4(), email=email)
-    session.add(user)
-    await session.flush()
-    await session.refresh(user)
+    user_id = await create_user_with_identity(session, LOCAL_ISSUER, subject, email)
+    if user_id is None:  # created by a concurrent call meanwhile
+        return await get_or_create_user(session, email)
+    user = await session.get(User, user_id)
+    assert user is not None
     return user
 
 
@@ -195,3 +217,192 @@ async def forget_exports(session: AsyncSession, expired_before: datetime, limit:
     )
     result = await session.execute(delete(DataExport).where(DataExport.id.in_(due)))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- sign-in --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrincipalRow:
+    user_id: uuid.UUID
+    is_admin: bool
+    locked: bool
+
+
+_PRINCIPAL = select(User.id, User.is_admin, User.locked_at.is_not(None))
+
+
+async def principal_by_id(session: AsyncSession, user_id: uuid.UUID) -> PrincipalRow | None:
+    row = (await session.execute(_PRINCIPAL.where(User.id == user_id))).first()
+    return None if row is None else PrincipalRow(*row)
+
+
+async def principal_by_identity(session: AsyncSession, issuer: str, subject: str) -> PrincipalRow | None:
+    row = (
+        await session.execute(
+            _PRINCIPAL.join(UserIdentity, UserIdentity.user_id == User.id).where(
+                UserIdentity.issuer == issuer, UserIdentity.subject == subject
+            )
+        )
+    ).first()
+    return None if row is None else PrincipalRow(*row)
+
+
+async def create_user_with_identity(
+    session: AsyncSession, issuer: str, subject: str, email: str | None
+) -> uuid.UUID | None:
+    """A new user signed in by this identity; None when the identity exists already (a concurrent first
+    sign-in created it: the savepoint undoes this attempt's user)."""
+    user_id = uuid.uuid4()
+    try:
+        async with session.begin_nested():
+            await session.execute(insert(User).values(id=user_id, email=email))
+            await session.execute(
+                insert(UserIdentity).values(
+                    id=uuid.uuid4(), issuer=issuer, subject=subject, user_id=user_id, email=email
+                )
+            )
+    except IntegrityError:
+        return None
+    return user_id
+
+
+async def list_identities(session: AsyncSession, user_id: uuid.UUID) -> list[UserIdentity]:
+    stmt = select(UserIdentity).where(UserIdentity.user_id == user_id).order_by(UserIdentity.created_at)
+    return list((await session.scalars(stmt)).all())
+
+
+async def find_identity(session: AsyncSession, issuer: str, subject: str) -> UserIdentity | None:
+    return await session.scalar(
+        select(UserIdentity).where(UserIdentity.issuer == issuer, UserIdentity.subject == subject)
+    )
+
+
+async def add_identity(
+    session: AsyncSession, user_id: uuid.UUID, issuer: str, subject: str, email: str | None
+) -> UserIdentity | None:
+    """Attach the identity to the user; None when it exists already (for this user or another)."""
+    stmt = (
+        insert(UserIdentity)
+        .values(id=uuid.uuid4(), issuer=issuer, subject=subject, user_id=user_id, email=email)
+        .on_conflict_do_nothing(index_elements=[UserIdentity.issuer, UserIdentity.subject])
+        .returning(UserIdentity)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def delete_identity(session: AsyncSession, user_id: uuid.UUID, identity_id: uuid.UUID) -> bool:
+    result = await session.execute(
+        delete(UserIdentity).where(UserIdentity.id == identity_id, UserIdentity.user_id == user_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- locking and deletion -------------------------------------------------------------------------
+
+LOCKED_REASON = "account_locked"
+
+
+async def lock_user_row(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user's row, locked until the transaction ends (serialises deletion requests and cancels)."""
+    return await session.scalar(
+        select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    )
+
+
+async def set_locked(session: AsyncSession, user_id: uuid.UUID, locked_at: datetime | None) -> None:
+    await session.execute(update(User).where(User.id == user_id).values(locked_at=locked_at))
+
+
+async def disable_devices_of_locked(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    """Stop every push to the user's devices: the fan-out and the send both skip disabled devices."""
+    result = await session.execute(
+        update(Device)
+        .where(Device.user_id == user_id, Device.push_enabled.is_(True))
+        .values(push_enabled=False, invalidated_at=now, invalid_reason=LOCKED_REASON)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+_REENABLE = text(
+    """
+    UPDATE devices d SET push_enabled = true, invalidated_at = NULL, invalid_reason = NULL
+    WHERE d.user_id = :user_id AND d.invalid_reason = :reason AND NOT d.push_enabled
+      AND NOT EXISTS (SELECT 1 FROM devices o
+                      WHERE o.provider = d.provider AND o.push_token = d.push_token AND o.push_enabled)
+    """
+)
+
+
+async def enable_devices_of_unlocked(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Undo :func:`disable_devices_of_locked`, except for a token another installation took meanwhile."""
+    result = await session.execute(_REENABLE, {"user_id": user_id, "reason": LOCKED_REASON})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def live_deletion(
+    session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
+) -> AccountDeletion | None:
+    stmt = select(AccountDeletion).where(
+        AccountDeletion.user_id == user_id, AccountDeletion.status.in_(DELETION_LIVE)
+    )
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return await session.scalar(stmt)
+
+
+async def latest_deletion(session: AsyncSession, user_id: uuid.UUID) -> AccountDeletion | None:
+    return await session.scalar(
+        select(AccountDeletion)
+        .where(AccountDeletion.user_id == user_id)
+        .order_by(AccountDeletion.requested_at.desc(), AccountDeletion.id)
+        .limit(1)
+    )
+
+
+async def create_deletion(
+    session: AsyncSession, deletion_id: uuid.UUID, user_id: uuid.UUID, job_id: str, not_before: datetime
+) -> AccountDeletion:
+    deletion = AccountDeletion(
+        id=deletion_id, user_id=user_id, job_id=job_id, status="scheduled", not_before=not_before
+    )
+    session.add(deletion)
+    await session.flush()
+    await session.refresh(deletion)
+    return deletion
+
+
+async def get_deletion(
+    session: AsyncSession, deletion_id: uuid.UUID, *, for_update: bool = False
+) -> AccountDeletion | None:
+    stmt = select(AccountDeletion).where(AccountDeletion.id == deletion_id)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return await session.scalar(stmt)
+
+
+async def update_deletion(session: AsyncSession, deletion_id: uuid.UUID, **values: Any) -> None:
+    await session.execute(update(AccountDeletion).where(AccountDeletion.id == deletion_id).values(**values))
+
+
+async def count_rows_deleted(session: AsyncSession, deletion_id: uuid.UUID, rows: int) -> None:
+    if rows:
+        await session.execute(
+            update(AccountDeletion)
+            .where(AccountDeletion.id == deletion_id)
+            .values(rows_deleted=AccountDeletion.rows_deleted + rows)
+        )
+
+
+async def delete_user_row(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """The user's row; references to it are cleared (SET NULL) or their rows go with it (CASCADE)."""
+    result = await session.execute(delete(User).where(User.id == user_id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def outbox_jobs_of(session: AsyncSession, user_id: uuid.UUID) -> list[tuple[str, str]]:
+    """(queue, job id) of every job staged for the user that the outbox still remembers."""
+    rows = await session.execute(
+        select(OutboxRow.queue, OutboxRow.job_id).where(OutboxRow.user_id == user_id)
+    )
+    return [(queue, job_id) for queue, job_id in rows]

@@ -1,4 +1,5 @@
-"""HTTP routes: the current user, their devices, their data exports."""
+"""HTTP routes: the current user, their sign-in identities, their devices, their data exports, the
+deletion of their account."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from habitjobs.accounts import service
-from habitjobs.accounts.models import DataExport, Device, User
-from habitjobs.accounts.schemas import DeviceOut, DevicePut, ExportAccepted, ExportOut, MeOut, MePatch
-from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.accounts import deletion, service, signin
+from habitjobs.accounts.models import AccountDeletion, DataExport, Device, User
+from habitjobs.accounts.schemas import (
+    DeletionAccepted,
+    DeletionOut,
+    DeviceOut,
+    DevicePut,
+    ExportAccepted,
+    ExportOut,
+    IdentityLink,
+    IdentityOut,
+    MeOut,
+    MePatch,
+)
+from habitjobs.api.deps import AccountOwner, AuthenticatorDep, CurrentUser, ResourcesDep
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -108,3 +120,87 @@ async def request_export(user_id: CurrentUser, resources: ResourcesDep, response
 async def get_export(export_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> ExportOut:
     async with resources.db.transaction() as session:
         return _export(await service.get_export(session, user_id, export_id, resources.clock.now()))
+
+
+@router.get("/me/identities")
+async def list_identities(user_id: CurrentUser, resources: ResourcesDep) -> list[IdentityOut]:
+    """The ways this account signs in: identity providers' subjects, and `local` for `habitjobs token`."""
+    async with resources.db.transaction() as session:
+        return [
+            IdentityOut.model_validate(i, from_attributes=True)
+            for i in await signin.list_identities(session, user_id)
+        ]
+
+
+@router.post(
+    "/me/identities",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": IdentityOut, "description": "the identity was linked to this account already"},
+        409: {"description": "the identity signs in another account (accounts are never merged)"},
+    },
+)
+async def link_identity(
+    body: IdentityLink,
+    user_id: CurrentUser,
+    resources: ResourcesDep,
+    authenticator: AuthenticatorDep,
+    response: Response,
+) -> IdentityOut:
+    """Let this account also sign in through another identity provider: send that provider's access
+    token (verified like any token). Only this explicit link joins identities; equal e-mails never do."""
+    token = await authenticator.verify_provider_token(body.token)
+    async with resources.db.transaction() as session:
+        identity, created = await signin.link_identity(session, user_id, token)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return IdentityOut.model_validate(identity, from_attributes=True)
+
+
+@router.delete("/me/identities/{identity_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def unlink_identity(identity_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> Response:
+    """Stop signing in through this identity (409 for the account's last one)."""
+    async with resources.db.transaction() as session:
+        await signin.unlink_identity(session, user_id, identity_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _deletion(found: AccountDeletion) -> DeletionOut:
+    return DeletionOut.model_validate(found, from_attributes=True)
+
+
+@router.delete("/me", status_code=status.HTTP_202_ACCEPTED)
+async def delete_me(user_id: AccountOwner, resources: ResourcesDep) -> DeletionAccepted:
+    """Delete this account and all its data. The account is locked at once (its tokens then reach only
+    ``/v1/me/deletion``, its devices get no more pushes); a background job erases everything after the
+    grace period (``HABITJOBS_ACCOUNT_DELETION_GRACE_S``), until which ``DELETE /v1/me/deletion`` cancels.
+    Asking again returns the same deletion."""
+    async with resources.db.transaction() as session:
+        found = await deletion.request_deletion(
+            session,
+            resources.outbox,
+            resources.clock,
+            user_id,
+            grace_s=resources.settings.account_deletion_grace_s,
+        )
+    return DeletionAccepted(
+        deletion_id=found.id,
+        job_id=found.job_id,
+        status=found.status,
+        not_before=found.not_before,
+        status_url="/v1/me/deletion",
+    )
+
+
+@router.get("/me/deletion")
+async def get_deletion(user_id: AccountOwner, resources: ResourcesDep) -> DeletionOut:
+    """The account's latest deletion request (404 if there was none)."""
+    async with resources.db.transaction() as session:
+        return _deletion(await deletion.get_deletion(session, user_id))
+
+
+@router.delete("/me/deletion", responses={409: {"description": "the deletion has already started"}})
+async def cancel_deletion(user_id: AccountOwner, resources: ResourcesDep) -> DeletionOut:
+    """Cancel the pending deletion (during the grace period): the account and its devices work again."""
+    async with resources.db.transaction() as session:
+        return _deletion(await deletion.cancel_deletion(session, resources.clock, user_id))

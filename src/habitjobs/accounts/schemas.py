@@ -30,7 +30,7 @@ class Body(BaseModel):
 
 class MeOut(BaseModel):
     id: uuid.UUID
-    email: str
+    email: str | None
     display_name: str | None
     timezone: str
     day_start_minutes: int
@@ -99,3 +99,38 @@ class ExportOut(BaseModel):
     error: str | None = None
     # When the document is deleted; after that the export answers 410.
     expires_at: datetime | None = None
+
+
+class IdentityOut(BaseModel):
+    id: uuid.UUID
+    issuer: str
+    subject: str
+    email: str | None
+    created_at: datetime
+
+
+class IdentityLink(Body):
+    """An access token of another identity provider, obtained by the app for this same person."""
+
+    token: Annotated[str, Field(min_length=1, max_length=16_384)]
+
+
+class DeletionOut(BaseModel):
+    id: uuid.UUID
+    # scheduled (cancellable until not_before) | running | done | cancelled
+    status: str
+    job_id: str
+    requested_at: datetime
+    not_before: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    rows_deleted: int
+
+
+class DeletionAccepted(BaseModel):
+    deletion_id: uuid.UUID
+    job_id: str
+    status: str
+    not_before: datetime
+    status_url: str

@@ -177,6 +177,7 @@ async def build_export(
         raise _too_large(estimate, max_bytes)
     tables = await habits_repo.export_rows(session, user.id)
     devices = await repo.list_devices(session, user.id)
+    identities = await repo.list_identities(session, user.id)
     document = {
         "generated_at": now.isoformat(),
         "user": {
@@ -195,6 +196,15 @@ async def build_export(
                 "registered_at": d.registered_at.isoformat(),
             }
             for d in devices
+        ],
+        "identities": [
+            {
+                "issuer": i.issuer,
+                "subject": i.subject,
+                "email": i.email,
+                "created_at": i.created_at.isoformat(),
+            }
+            for i in identities
         ],
         **{
             table: [{k: _jsonable(v) for k, v in row.items()} for row in rows]

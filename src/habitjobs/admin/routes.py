@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from habitjobs.admin.schemas import JobDetailOut, JobPageOut, QueueOut, RetriedOut
-from habitjobs.api.deps import AdminUser, ResourcesDep
+from habitjobs.api.deps import ResourcesDep, require_admin
 from habitjobs.queue.operations import MAX_PAGE_SIZE, JobOperations
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 def _ops(resources: ResourcesDep) -> JobOperations:
@@ -16,14 +16,13 @@ def _ops(resources: ResourcesDep) -> JobOperations:
 
 
 @router.get("/queues")
-async def list_queues(_admin: AdminUser, resources: ResourcesDep) -> list[QueueOut]:
+async def list_queues(resources: ResourcesDep) -> list[QueueOut]:
     return [QueueOut.of(q) for q in await _ops(resources).queues()]
 
 
 @router.get("/queues/{queue}/jobs")
 async def list_jobs(
     queue: str,
-    _admin: AdminUser,
     resources: ResourcesDep,
     state: str = Query(
         "failed", description="waiting, active, delayed, prioritized, completed, failed, paused"
@@ -35,19 +34,18 @@ async def list_jobs(
 
 
 @router.get("/queues/{queue}/jobs/{job_id}")
-async def show_job(queue: str, job_id: str, _admin: AdminUser, resources: ResourcesDep) -> JobDetailOut:
+async def show_job(queue: str, job_id: str, resources: ResourcesDep) -> JobDetailOut:
     return JobDetailOut.of(await _ops(resources).job(queue, job_id))
 
 
 @router.post("/queues/{queue}/jobs/{job_id}/retry")
-async def retry_job(queue: str, job_id: str, _admin: AdminUser, resources: ResourcesDep) -> JobDetailOut:
+async def retry_job(queue: str, job_id: str, resources: ResourcesDep) -> JobDetailOut:
     return JobDetailOut.of(await _ops(resources).retry(queue, job_id))
 
 
 @router.post("/queues/{queue}/retry-failed")
 async def retry_failed(
     queue: str,
-    _admin: AdminUser,
     resources: ResourcesDep,
     name: str | None = Query(None, description="only jobs of this name"),
 ) -> RetriedOut:
@@ -55,23 +53,23 @@ async def retry_failed(
 
 
 @router.post("/queues/{queue}/jobs/{job_id}/promote")
-async def promote_job(queue: str, job_id: str, _admin: AdminUser, resources: ResourcesDep) -> JobDetailOut:
+async def promote_job(queue: str, job_id: str, resources: ResourcesDep) -> JobDetailOut:
     return JobDetailOut.of(await _ops(resources).promote(queue, job_id))
 
 
 @router.delete("/queues/{queue}/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_job(queue: str, job_id: str, _admin: AdminUser, resources: ResourcesDep) -> Response:
+async def remove_job(queue: str, job_id: str, resources: ResourcesDep) -> Response:
     await _ops(resources).remove(queue, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/queues/{queue}/pause", status_code=status.HTTP_204_NO_CONTENT)
-async def pause_queue(queue: str, _admin: AdminUser, resources: ResourcesDep) -> Response:
+async def pause_queue(queue: str, resources: ResourcesDep) -> Response:
     await _ops(resources).pause(queue)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/queues/{queue}/resume", status_code=status.HTTP_204_NO_CONTENT)
-async def resume_queue(queue: str, _admin: AdminUser, resources: ResourcesDep) -> Response:
+async def resume_queue(queue: str, resources: ResourcesDep) -> Response:
     await _ops(resources).resume(queue)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -87,7 +87,10 @@ class AnalyticsRun(Base):
     """The nightly roll-up of one zone's local day: the planner's state, and where a retry resumes."""
 
     __tablename__ = "analytics_runs"
-    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),)
+    __table_args__ = (
+        CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        Index(None, "last_user_id"),
+    )
 
     timezone: Mapped[str] = mapped_column(Text, primary_key=True)
     local_date: Mapped[date] = mapped_column(primary_key=True)
@@ -95,8 +98,9 @@ class AnalyticsRun(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     users_done: Mapped[int] = mapped_column(Integer)
-    # Keyset position: every user up to this id is done (committed with the chunk that did them).
-    last_user_id: Mapped[uuid.UUID | None]
+    # Keyset position: every user up to this id is done (committed with the chunk that did them). Deleting
+    # that user sets it to NULL: the run then starts its zone again (the chunks are idempotent).
+    last_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 # Access paths the roll-ups need on other domains' tables. They live here, with the queries that use

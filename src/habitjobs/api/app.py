@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from habitjobs import __version__
+from habitjobs.accounts.auth import Authenticator
 from habitjobs.accounts.routes import router as accounts_router
 from habitjobs.admin.routes import router as admin_router
 from habitjobs.analytics.routes import router as analytics_router
@@ -29,9 +30,11 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = resources is None
         app.state.resources = resources or Resources.open(settings, application_name="habitjobs-api")
+        app.state.authenticator.start()  # the identity providers' keys, before the first request
         try:
             yield
         finally:
+            await app.state.authenticator.aclose()
             if owned:
                 await app.state.resources.aclose()
 
@@ -43,6 +46,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     )
     if resources is not None:
         app.state.resources = resources
+    app.state.authenticator = Authenticator(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RateLimitHeaders)

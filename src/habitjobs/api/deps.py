@@ -1,20 +1,30 @@
-"""Dependencies shared by every router: resources, the current user, the admin check."""
+"""Dependencies shared by every router: resources, the current user, the admin check.
+
+Every route that needs a user goes through :func:`authenticate`: the bearer token is verified (this
+server's HS256 token or an identity provider's, see ``accounts.auth``), then the user is read in one
+query — so a locked (being deleted) or deleted account is refused on its very next request.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
 
-from habitjobs.accounts.auth import read_token
+from habitjobs.accounts import signin
+from habitjobs.accounts.auth import Authenticator
+from habitjobs.accounts.signin import Principal
 from habitjobs.errors import Forbidden, Unauthorized
 from habitjobs.resources import Resources
 
-_bearer = HTTPBearer(auto_error=False, description="`habitjobs token --email you@example.com` prints one")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an access token of a configured identity provider, or (where enabled) one that "
+    "`habitjobs token --email you@example.com` prints",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def get_resources(request: Request) -> Resources:
@@ -25,26 +35,30 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-@dataclass(frozen=True)
-class Principal:
-    user_id: uuid.UUID
-    is_admin: bool
+def get_authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
 
 
-async def current_principal(
-    resources: ResourcesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+
+
+async def authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, allow_locked: bool = False
 ) -> Principal:
+    """The caller, from the request's bearer token (one query); 401 when there is none that works."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    claims = read_token(resources.settings, credentials.credentials)
-    async with resources.db.engine.connect() as conn:
-        row = (
-            await conn.execute(text("SELECT is_admin FROM users WHERE id = :id"), {"id": claims.user_id})
-        ).first()
-    if row is None:
-        raise Unauthorized("the token's user no longer exists")
-    return Principal(user_id=claims.user_id, is_admin=bool(row[0]))
+    token = await get_authenticator(request).verify(credentials.credentials)
+    async with get_resources(request).db.transaction() as session:
+        principal = await signin.sign_in(session, token)
+    if principal.locked and not allow_locked:
+        raise Unauthorized("this account is being deleted (GET /v1/me/deletion; DELETE it to cancel)")
+    return principal
+
+
+async def current_principal(request: Request, credentials: Credentials) -> Principal:
+    return await authenticate(request, credentials)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -55,6 +69,15 @@ async def current_user_id(principal: CurrentPrincipal) -> uuid.UUID:
 
 
 CurrentUser = Annotated[uuid.UUID, Depends(current_user_id)]
+
+
+async def account_owner(request: Request, credentials: Credentials) -> uuid.UUID:
+    """The caller even while their account is locked for deletion: only for following and cancelling
+    that deletion."""
+    return (await authenticate(request, credentials, allow_locked=True)).user_id
+
+
+AccountOwner = Annotated[uuid.UUID, Depends(account_owner)]
 
 
 async def require_admin(principal: CurrentPrincipal) -> Principal:

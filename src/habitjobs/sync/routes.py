@@ -6,65 +6,31 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from habitjobs.accounts.auth import TokenClaims, read_token
-from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.api.deps import Credentials, CurrentUser, ResourcesDep, authenticate
 from habitjobs.api.ratelimit import SYNC, limiter, rate_limit
-from habitjobs.errors import PayloadTooLarge, Unauthorized
-from habitjobs.resources import Resources
+from habitjobs.errors import PayloadTooLarge
 from habitjobs.sync import service
 from habitjobs.sync.intake import Intake
 from habitjobs.sync.schemas import BatchOut, PullOut, PushIn
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
-_bearer = HTTPBearer(auto_error=False, description="`habitjobs token --email you@example.com` prints one")
 
 
-class _PushGate:
-    """What every push needs, made once per app: the upload intake, and the tokens verified lately.
-
-    The push is the hottest write, so it skips what the other routes do per request: the user is not
-    read from the database (the batch row references it, so a token outliving its user fails there with
-    401), and a token's signature is checked once, not on every push (its expiry still is).
-    """
-
-    _MAX_TOKENS = 10_000
-
-    def __init__(self, resources: Resources) -> None:
-        self.resources = resources
-        self.intake = Intake(resources.db, resources.outbox)
-        self._verified: dict[str, TokenClaims] = {}
-
-    def user(self, token: str) -> uuid.UUID:
-        claims = self._verified.get(token)
-        if claims is None:
-            claims = read_token(self.resources.settings, token)
-            if len(self._verified) >= self._MAX_TOKENS:
-                self._verified.clear()
-            self._verified[token] = claims
-        if claims.expires_at <= self.resources.clock.now():
-            del self._verified[token]
-            raise Unauthorized("the token has expired")
-        return claims.user_id
-
-
-async def _pushing(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> tuple[_PushGate, uuid.UUID]:
-    """The push's one dependency (each dependency FastAPI solves costs the hottest route time)."""
-    gate: _PushGate | None = getattr(request.app.state, "sync_push_gate", None)
-    if gate is None:
-        gate = request.app.state.sync_push_gate = _PushGate(request.app.state.resources)
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    user_id = gate.user(credentials.credentials)
-    await limiter(request).check(request, SYNC, user_id)
+async def _pushing(request: Request, credentials: Credentials) -> tuple[Intake, uuid.UUID]:
+    """The push's one dependency (each dependency FastAPI solves costs the hottest route time): the
+    caller, as every route authenticates, and the upload intake (made once per app)."""
+    intake: Intake | None = getattr(request.app.state, "sync_intake", None)
+    if intake is None:
+        resources = request.app.state.resources
+        intake = request.app.state.sync_intake = Intake(resources.db, resources.outbox)
+    principal = await authenticate(request, credentials)
+    await limiter(request).check(request, SYNC, principal.user_id)
     # 413 for an upload over the sync size limit (tighter than the API-wide body limit).
-    size, limit = len(await request.body()), gate.resources.settings.sync_max_batch_bytes
+    size, limit = len(await request.body()), request.app.state.resources.settings.sync_max_batch_bytes
     if size > limit:
         raise PayloadTooLarge(f"the batch has {size} bytes; at most {limit}", max_bytes=limit)
-    return gate, user_id
+    return intake, principal.user_id
 
 
 _PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -80,10 +46,13 @@ _PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/push", status_code=status.HTTP_202_ACCEPTED, response_model=BatchOut, responses=_PUSH_RESPONSES
 )
-async def push(body: PushIn, pushing: Annotated[tuple[_PushGate, uuid.UUID], Depends(_pushing)]) -> Response:
+async def push(
+    body: PushIn, request: Request, pushing: Annotated[tuple[Intake, uuid.UUID], Depends(_pushing)]
+) -> Response:
     """Accept a batch of offline mutations; 202 once it and its merge job are durably stored."""
-    gate, user_id = pushing
-    batch, created = await gate.intake.store(service.prepare_push(gate.resources.settings, user_id, body))
+    intake, user_id = pushing
+    settings = request.app.state.resources.settings
+    batch, created = await intake.store(service.prepare_push(settings, user_id, body))
     return Response(
         BatchOut.of(batch).model_dump_json(),
         status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
