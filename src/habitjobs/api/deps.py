@@ -43,6 +43,9 @@ def get_authenticator(request: Request) -> Authenticator:
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 
 
+LOCKED_MESSAGE = "this account is being deleted (GET /v1/me/deletion; DELETE it to cancel)"
+
+
 async def authenticate(
     request: Request, credentials: HTTPAuthorizationCredentials | None, *, allow_locked: bool = False
 ) -> Principal:
@@ -53,12 +56,22 @@ async def authenticate(
     async with get_resources(request).db.transaction() as session:
         principal = await signin.sign_in(session, token)
     if principal.locked and not allow_locked:
-        raise Unauthorized("this account is being deleted (GET /v1/me/deletion; DELETE it to cancel)")
+        raise Unauthorized(LOCKED_MESSAGE)
     return principal
 
 
-async def current_principal(request: Request, credentials: Credentials) -> Principal:
-    return await authenticate(request, credentials)
+async def signed_in(request: Request, credentials: Credentials) -> Principal:
+    """The caller, even while their account is locked for deletion (solved once per request)."""
+    return await authenticate(request, credentials, allow_locked=True)
+
+
+SignedIn = Annotated[Principal, Depends(signed_in)]
+
+
+async def current_principal(principal: SignedIn) -> Principal:
+    if principal.locked:
+        raise Unauthorized(LOCKED_MESSAGE)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -71,10 +84,10 @@ async def current_user_id(principal: CurrentPrincipal) -> uuid.UUID:
 CurrentUser = Annotated[uuid.UUID, Depends(current_user_id)]
 
 
-async def account_owner(request: Request, credentials: Credentials) -> uuid.UUID:
+async def account_owner(principal: SignedIn) -> uuid.UUID:
     """The caller even while their account is locked for deletion: only for following and cancelling
     that deletion."""
-    return (await authenticate(request, credentials, allow_locked=True)).user_id
+    return principal.user_id
 
 
 AccountOwner = Annotated[uuid.UUID, Depends(account_owner)]

@@ -19,6 +19,7 @@ only every few seconds until it answers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -30,7 +31,7 @@ import redis.exceptions as redis_errors
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from habitjobs.api.deps import CurrentPrincipal
+from habitjobs.api.deps import SignedIn
 from habitjobs.config import Settings
 from habitjobs.errors import RateLimited
 
@@ -116,6 +117,12 @@ class Decision:
         return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", current.encode())]
 
 
+def _pseudonym(user_id: uuid.UUID) -> str:
+    """The counters are keyed by a digest of the user id, not the id: Redis then holds no user id that
+    an account deletion would have to find (the counters expire after their window anyway)."""
+    return hashlib.blake2b(user_id.bytes, digest_size=12).hexdigest()
+
+
 class RateLimiter:
     """One per API process; its Redis client is the process's pooled one."""
 
@@ -139,7 +146,8 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self._timeout_s):
                 raw = await self._script(
-                    keys=[f"{self._prefix}:{policy}:{user_id}"], args=[rate.quota, rate.window_s * 1000]
+                    keys=[f"{self._prefix}:{policy}:{_pseudonym(user_id)}"],
+                    args=[rate.quota, rate.window_s * 1000],
                 )
         except (redis_errors.RedisError, OSError, TimeoutError) as exc:
             if not self._failing:
@@ -187,7 +195,7 @@ def limiter(request: Request) -> RateLimiter:
     return found
 
 
-async def rate_limit(request: Request, principal: CurrentPrincipal) -> None:
+async def rate_limit(request: Request, principal: SignedIn) -> None:
     """Dependency for a router: counts the request against its route's class for the caller."""
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)

@@ -42,6 +42,11 @@ return rank + 1
 """
 
 
+def rank_key(prefix: str, queue: str, user: str) -> str:
+    """The key that keeps ``user``'s last rank in ``queue`` (it names the user: a deletion removes it)."""
+    return f"{prefix}:fair:{queue}:{user}"
+
+
 class FairRanks:
     """Assigns the priorities of fair jobs; one per producer (its Redis client)."""
 
@@ -73,7 +78,7 @@ class FairRanks:
     async def _rank(self, queue: str, user: str, job_ids: list[str], *, client: Any) -> Any:
         return await self._script(
             keys=[
-                f"{self._prefix}:fair:{queue}:{user}",
+                rank_key(self._prefix, queue, user),
                 self._keys.toKey(queue, "prioritized"),
                 self._keys.toKey(queue, "delayed"),
             ],

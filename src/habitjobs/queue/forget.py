@@ -6,7 +6,8 @@ or log lines contain it. Such jobs are removed whatever their state — waiting,
 paused, and (with ``finished``) completed and failed — through bullmq's own remove script, which also
 drops their deduplication key. A job a worker holds right now cannot be removed: it is counted as
 ``busy`` and the caller decides whether to come back. The events stream of each queue (bounded by
-bullmq's ``maxLenEvents``) loses the entries that mention the value.
+bullmq's ``maxLenEvents``) loses the entries that mention the value, and the fairness rank key named
+after the value goes too.
 
 The sets are read in pages, so a big backlog costs many short commands, never one long one.
 """
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from habitjobs.queue.fairness import rank_key
 from habitjobs.queue.names import QUEUES
 from habitjobs.queue.producer import Producer
 
@@ -68,6 +70,7 @@ async def forget(
                 report.busy += 1
         if events:
             report.events += await _forget_events(redis, handle.keys["events"], needle)
+        await redis.delete(rank_key(handle.prefix, queue, needle))
     return report
 
 
