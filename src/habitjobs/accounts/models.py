@@ -83,6 +83,13 @@ class DataExport(Base):
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
         Index(None, "user_id", "requested_at"),
+        # The reconciliation reads the exports still waiting on their job.
+        Index(
+            "ix_data_exports_open",
+            "requested_at",
+            "id",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -93,3 +100,4 @@ class DataExport(Base):
     finished_at: Mapped[datetime | None]
     row_count: Mapped[int | None] = mapped_column(Integer)
     document: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,5 +117,34 @@ async def finish_export(
     await session.execute(
         update(DataExport)
         .where(DataExport.id == export_id)
-        .values(status="done", document=document, row_count=rows, finished_at=func.now())
+        .values(status="done", document=document, row_count=rows, finished_at=func.now(), error=None)
     )
+
+
+_OPEN = ("queued", "running")
+
+
+async def fail_export(session: AsyncSession, export_id: uuid.UUID, error: str) -> bool:
+    """Mark an export that is still waiting ``failed``; returns whether it was."""
+    result = await session.execute(
+        update(DataExport)
+        .where(DataExport.id == export_id, DataExport.status.in_(_OPEN))
+        .values(status="failed", error=error[:1000], finished_at=func.now())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def open_exports(
+    session: AsyncSession, older_than: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Exports still waiting on their job, requested before ``older_than``, oldest first after ``after``
+    (requested at, id): ``(id, job id, requested at)``."""
+    query = select(DataExport.id, DataExport.job_id, DataExport.requested_at).where(
+        DataExport.status.in_(_OPEN), DataExport.requested_at < older_than
+    )
+    if after is not None:
+        query = query.where(
+            tuple_(DataExport.requested_at, DataExport.id) > tuple_(after[0], uuid.UUID(after[1]))
+        )
+    rows = await session.execute(query.order_by(DataExport.requested_at, DataExport.id).limit(limit))
+    return [(row.id, row.job_id, row.requested_at) for row in rows]

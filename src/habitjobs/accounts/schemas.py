@@ -94,3 +94,5 @@ class ExportOut(BaseModel):
     finished_at: datetime | None
     row_count: int | None
     document: dict[str, Any] | None
+    # Why the export failed (its job gave up); request a new one.
+    error: str | None = None

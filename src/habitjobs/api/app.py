@@ -13,6 +13,7 @@ from habitjobs.admin.routes import router as admin_router
 from habitjobs.analytics.routes import router as analytics_router
 from habitjobs.api import health, jobs
 from habitjobs.api.errors import install_error_handlers
+from habitjobs.api.guard import StoreGuard
 from habitjobs.api.limits import BodySizeLimit
 from habitjobs.config import Settings
 from habitjobs.habits.routes import router as habits_router
@@ -27,7 +28,9 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = resources is None
-        app.state.resources = resources or Resources.open(settings, application_name="habitjobs-api")
+        app.state.resources = resources or Resources.open(
+            settings, application_name="habitjobs-api", limits=settings.api_limits()
+        )
         try:
             yield
         finally:
@@ -44,6 +47,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         app.state.resources = resources
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(StoreGuard, deadline_s=settings.api_deadline_s)  # outermost: 503 on a store outage
     # One line per domain, so adding a domain is a one-line change.
     app.include_router(health.router)
     app.include_router(accounts_router)
