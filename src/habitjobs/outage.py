@@ -44,27 +44,26 @@ def describe(exc: BaseException) -> str:
 
 
 class OutageLog:
-    """Logs an outage episode as two lines: when the first failure happens, and when a success follows.
+    """Logs an outage episode as two lines: when its first failure happens, and when it is over.
 
     An episode is open from the first :meth:`failed` until :meth:`recovered` is called at least
-    ``settle_s`` after the latest failure (a success in the middle of an episode — a request that needed
-    no store — does not end it).
+    ``quiet_s`` after the latest failure: a success in the middle of an episode (a request that needed
+    only the store that still answers) does not end it, and a failure after a quiet period starts a new
+    one. The closing line is written by that first success (none if nothing succeeds any more).
     """
 
-    def __init__(self, logger: logging.Logger, what: str, *, settle_s: float = 1.0) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, quiet_s: float = 10.0) -> None:
         self._log = logger
         self._what = what
-        self._settle_s = settle_s
+        self._quiet_s = quiet_s
         self._since: float | None = None
         self._last = 0.0
         self._count = 0
 
-    @property
-    def in_outage(self) -> bool:
-        return self._since is not None
-
     def failed(self, exc: BaseException) -> None:
         now = time.monotonic()
+        if self._since is not None and now - self._last >= self._quiet_s:
+            self.recovered()
         if self._since is None:
             self._since, self._count = now, 0
             self._log.warning("%s: a store is unavailable (%s)", self._what, describe(exc))
@@ -75,11 +74,12 @@ class OutageLog:
         if self._since is None:
             return
         now = time.monotonic()
-        if now - self._last < self._settle_s:
+        if now - self._last < self._quiet_s:
             return
-        self._log.warning(
-            "%s: stores answer again after %.1f s (%d failure(s) meanwhile)",
+        self._log.info(
+            "%s: no store failure for %.0f s; the outage lasted %.1f s (%d failure(s))",
             self._what,
+            now - self._last,
             self._last - self._since,
             self._count,
         )
