@@ -9,15 +9,14 @@ Two kinds of client, with different time limits:
   connection is retried once, a timeout never (retrying would multiply the wait).
 - **Worker connections** (``bullmq_connection``, the ``connection`` option of bullmq's ``Worker``): they
   run bullmq's blocking read (BZPOPMIN, up to 10 s by design) and must not carry a socket timeout
-  (engine notes F1: redis-py's default 5 s timeout breaks it and an idle worker picks new jobs up seconds
-  late). Instead they use TCP keepalive with a user timeout, so the kernel notices a peer that is gone
-  (a host or network that dropped out without closing) within about ``DEAD_PEER_S`` — without ever
-  interrupting a read from a live server, however long it blocks. A paused but live server keeps its
-  connections; they carry on when it resumes.
+  (redis-py's default of 5 s breaks it: an idle worker then picks new jobs up seconds late). Instead they
+  use TCP keepalive with a user timeout, so the kernel notices a peer that is gone (a host or network that
+  dropped out without closing) within about ``DEAD_PEER_S`` — without ever interrupting a read from a
+  live server, however long it blocks. A paused but live server keeps its connections; they carry on when
+  it resumes.
 
-One setting is not negotiable for either (engine notes F7): ``decode_responses=True`` — bullmq parses job
-hashes as ``str``; with bytes it silently builds jobs with empty data and no name that then stay active
-forever.
+One setting is not negotiable for either: ``decode_responses=True`` — bullmq parses job hashes as
+``str``; with bytes it silently builds jobs with empty data and no name that then stay active forever.
 """
 
 from __future__ import annotations
