@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import redis.exceptions as redis_errors
 from sqlalchemy import exc as sa_exc
@@ -52,8 +53,16 @@ class OutageLog:
     one. The closing line is written by that first success (none if nothing succeeds any more).
     """
 
-    def __init__(self, logger: logging.Logger, what: str, *, quiet_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        quiet_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._log = logger
+        self._clock = clock
         self._what = what
         self._quiet_s = quiet_s
         self._since: float | None = None
@@ -61,7 +70,7 @@ class OutageLog:
         self._count = 0
 
     def failed(self, exc: BaseException) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._since is not None and now - self._last >= self._quiet_s:
             self.recovered()
         if self._since is None:
@@ -73,7 +82,7 @@ class OutageLog:
     def recovered(self) -> None:
         if self._since is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last < self._quiet_s:
             return
         self._log.info(

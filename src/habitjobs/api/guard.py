@@ -11,6 +11,8 @@ A pure ASGI middleware around the whole app:
   at once, whatever it is waiting for; it is cancelled and its clean-up (a rollback on a silent
   connection, say) finishes in the background without holding the client. The per-call limits of the
   store clients normally fail a stalled call well before; the deadline is what makes the bound hard.
+  Operators' routes (``/admin/``) have no deadline — retrying every failed job of a big queue takes
+  longer, and stopping it half-way helps nobody — but their store calls keep their own limits.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ _BODY = json.dumps(error_body("unavailable", "a backing service is unavailable; 
 
 
 class StoreGuard:
-    def __init__(self, app: ASGIApp, *, deadline_s: float) -> None:
+    def __init__(
+        self, app: ASGIApp, *, deadline_s: float, no_deadline: tuple[str, ...] = ("/admin/",)
+    ) -> None:
         self.app = app
         self.deadline_s = deadline_s
+        self.no_deadline = no_deadline
         self.outages = OutageLog(log, "API")
         # Requests past their deadline, still cleaning up after their cancellation.
         self._abandoned: set[asyncio.Task[None]] = set()
@@ -55,8 +60,9 @@ class StoreGuard:
             await send(message)
 
         task: asyncio.Task[None] = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        deadline = None if str(scope.get("path", "")).startswith(self.no_deadline) else self.deadline_s
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.deadline_s)
+            done, _ = await asyncio.wait({task}, timeout=deadline)
         except asyncio.CancelledError:
             task.cancel()
             raise
