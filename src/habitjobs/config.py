@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     analytics_stale_mark_s: float = Field(default=600.0, ge=0)
 
     # Push notifications. A provider without credentials is "not configured": the batch job fails visibly
-    # and its deliveries are failed until the job is retried. The host/endpoint/CA overrides point the senders at local fakes.
+    # and its deliveries are failed until the job is retried. The host/endpoint/CA overrides point the
+    # senders at local fakes.
     push_fcm_credentials_file: str | None = None  # Google service-account JSON key
     push_fcm_project_id: str | None = None  # default: the key file's project_id
     push_fcm_endpoint: str = "https://fcm.googleapis.com"

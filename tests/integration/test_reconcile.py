@@ -4,6 +4,9 @@ takes them up again."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -28,7 +31,7 @@ from habitjobs.sync import service as sync_service
 from habitjobs.sync.models import SyncBatch
 from tests.fakes.push import add_device, deliveries, eventually, fakes_for_module, notify, settings_for, token
 from tests.support.sync import Device, accept
-from tests.support.workers import drain
+from tests.support.workers import drain, process_env
 
 STALLED = "job stalled more than allowable limit"
 
@@ -303,3 +306,53 @@ async def test_a_worker_registers_schedules_again_when_redis_lost_them(settings:
     finally:
         await runtime.stop(grace_s=5)
         await resources.aclose()
+
+
+async def test_an_invalid_payload_fails_the_batch_its_job_id_names(
+    res: Resources,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    """Another producer (NestJS) adds the merge job with a payload that does not validate: the job fails at
+    once, and its batch — named by the job id — says why."""
+    user = await make_user()
+    batch_id = await upload(res, user.id)
+    job_id = sync_service.apply_job_id(batch_id)
+    await lose(res, SYNC, job_id)
+    await res.producer.queue(SYNC).add(
+        sync_service.APPLY_JOB, {"batch_id": str(batch_id), "priority": "high"}, {"jobId": job_id}
+    )
+    await drain(res, queues=[SYNC])
+    failed = await batch(res, batch_id)
+    assert failed.status == "failed"
+    assert "invalid payload for sync.apply_batch" in (failed.error or "")
+
+
+async def test_the_cli_shows_what_the_reconciliation_did(
+    res: Resources,
+    make_user,  # type: ignore[no-untyped-def]
+) -> None:
+    user = await make_user()
+    await lose(res, SYNC, sync_service.apply_job_id(await upload(res, user.id)))
+    await reconcile(res)
+    env = process_env(res.settings)
+    shown = subprocess.run(
+        [sys.executable, "-m", "habitjobs", "jobs", "reconciliation", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    stats = json.loads(shown.stdout)
+    assert (stats["runs"], stats["last_requeued"], stats["total_requeued"]) == (1, 1, 1)
+    counts = subprocess.run(
+        [sys.executable, "-m", "habitjobs", "jobs", "counts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert counts.returncode == 0, counts.stderr
+    assert "1 enqueued again (lost by Redis)" in " ".join(counts.stdout.split())
