@@ -65,7 +65,7 @@ async def test_workers_sigkilled_at_random_points_lose_nothing(
     exactly once. (The workers are forked from a zygote: a fresh interpreter per worker would spend
     minutes of CPU on imports alone.)"""
     rng = random.Random(20261128)
-    keys = [f"k{i}" for i in range(150)]
+    keys = [f"k{i}" for i in range(100)]
     for key in keys:
         await job_resources.producer.enqueue(
             "test.sturdy", {"key": key, "sleep_ms": rng.randint(300, 1500)}, job_id=f"j-{key}"
@@ -83,7 +83,7 @@ async def test_workers_sigkilled_at_random_points_lose_nothing(
     active_at_kill: list[int] = []
     try:
         while len(active_at_kill) < KILLS:
-            await asyncio.sleep(rng.uniform(0.2, 0.8))  # a random moment in the middle of the work
+            await asyncio.sleep(rng.uniform(0.1, 0.6))  # a random moment in the middle of the work
             started = [w for w in alive if w.started]
             if not started:
                 continue
@@ -93,6 +93,7 @@ async def test_workers_sigkilled_at_random_points_lose_nothing(
             assert await victim.wait_exit() == -signal.SIGKILL  # killed mid-work, not exited on its own
             alive.remove(victim)
             alive.append(spawn())
+        alive += [spawn() for _ in range(AT_ONCE)]  # more hands for what is left
 
         async def all_done() -> bool:
             return (await counts(job_resources))["completed"] == len(keys)
