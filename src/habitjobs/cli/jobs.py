@@ -26,7 +26,9 @@ def _with_ops(action: Callable[[JobOperations], Awaitable[T]]) -> T:
     settings.require_redis_url()
 
     async def go() -> T:
-        producer = Producer(settings, build_registry(settings))
+        producer = Producer(
+            settings, build_registry(settings), command_timeout_s=settings.worker_redis_timeout_s
+        )
         try:
             return await action(JobOperations(producer))
         finally:
