@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     redis_url: str | None = None
+    # Client-side time limits on store calls (README "Time limits"). The API's are short, so that a request
+    # whose store stops answering gets 503 within seconds; workers wait as long as the server-side
+    # statement timeouts allow, plus a margin: their limit only catches a server or network gone silent.
+    api_db_timeout_s: float = Field(default=2.0, gt=0)  # connect, pool checkout, each statement
+    api_redis_timeout_s: float = Field(default=2.0, gt=0)  # connect, each command
+    api_deadline_s: float = Field(default=5.0, gt=0)  # a request not answered by then gets 503
+    worker_redis_timeout_s: float = Field(default=10.0, gt=0)  # our own commands (not bullmq's reads)
 
     # Queues. The prefix namespaces every BullMQ key; Node producers must use the same one.
     queue_prefix: str = "habitjobs"
@@ -81,6 +89,12 @@ class Settings(BaseSettings):
     outbox_relay_every_ms: int = Field(default=10_000, ge=1_000)
     outbox_relay_grace_s: float = Field(default=5.0, ge=0)
     outbox_keep_s: int = 7 * 24 * 3600
+    # Reconciliation: rows waiting on a job that Redis no longer has are enqueued again. Rows younger than
+    # the grace are left alone (their job may be on its way); each run looks at most at `limit` rows per
+    # job type, continuing where the previous run stopped.
+    reconcile_every_ms: int = Field(default=30_000, ge=1_000)
+    reconcile_grace_s: float = Field(default=30.0, ge=0)
+    reconcile_limit: int = Field(default=1_000, ge=1)
     # Modules whose ``JOBS`` list is added to the registry (comma-separated import paths): job types an
     # embedding application brings, or the test suite's own.
     extra_job_modules: str = ""
@@ -189,8 +203,9 @@ class Settings(BaseSettings):
     # Dirty marks older than this without a recompute (a lost debounced enqueue) are swept by the planner.
     analytics_stale_mark_s: float = Field(default=600.0, ge=0)
 
-    # Push notifications. A provider without credentials is "not configured": its deliveries stay pending
-    # and the batch job fails visibly. The host/endpoint/CA overrides point the senders at local fakes.
+    # Push notifications. A provider without credentials is "not configured": the batch job fails visibly
+    # and its deliveries are failed until the job is retried. The host/endpoint/CA overrides point the
+    # senders at local fakes.
     push_fcm_credentials_file: str | None = None  # Google service-account JSON key
     push_fcm_project_id: str | None = None  # default: the key file's project_id
     push_fcm_endpoint: str = "https://fcm.googleapis.com"
@@ -282,6 +297,33 @@ class Settings(BaseSettings):
         """
         return (self.lock_duration_ms + 2 * self.stalled_interval_ms) / 1000
 
+    @property
+    def reconcile_bound_s(self) -> float:
+        """Worst case from Redis losing a job to the reconciliation enqueueing it again (with fewer than
+        ``reconcile_limit`` rows of its type waiting): the row's grace, then one whole period."""
+        return self.reconcile_grace_s + self.reconcile_every_ms / 1000
+
+    def api_limits(self) -> StoreLimits:
+        """Time limits of the API's store calls: short, a stalled store means 503 within seconds."""
+        return StoreLimits(
+            db_connect_s=self.api_db_timeout_s,
+            db_checkout_s=self.api_db_timeout_s,
+            db_statement_s=self.api_db_timeout_s,
+            redis_command_s=self.api_redis_timeout_s,
+        )
+
+    def worker_limits(self) -> StoreLimits:
+        """Time limits of the workers' (and the CLI's) store calls: a statement may run as long as the
+        longest server-side statement timeout; the client limit adds a margin and only catches a server
+        or network that went silent."""
+        longest_ms = max(self.db_statement_timeout_ms, self.analytics_statement_timeout_ms)
+        return StoreLimits(
+            db_connect_s=10.0,
+            db_checkout_s=30.0,
+            db_statement_s=longest_ms / 1000 + 10.0 if longest_ms else 0.0,
+            redis_command_s=self.worker_redis_timeout_s,
+        )
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigError(
@@ -298,6 +340,16 @@ class Settings(BaseSettings):
                 "`habitjobs dev` starts an embedded Redis when it is unset"
             )
         return self.redis_url
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """Client-side time limits on one process's store calls (0: none)."""
+
+    db_connect_s: float  # opening a PostgreSQL connection
+    db_checkout_s: float  # waiting for a free connection of the pool
+    db_statement_s: float  # one statement, as seen from the client
+    redis_command_s: float  # one command of a command client (never a blocking read)
 
 
 def load_settings(**overrides: object) -> Settings:

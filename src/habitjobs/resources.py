@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from habitjobs.clock import Clock, SystemClock
-from habitjobs.config import Settings
+from habitjobs.config import Settings, StoreLimits
 from habitjobs.db.engine import Database
 from habitjobs.queue.outbox import Outbox
 from habitjobs.queue.producer import Producer
@@ -39,16 +39,25 @@ class Resources:
         registry: Registry | None = None,
         clock: Clock | None = None,
         application_name: str = "habitjobs",
+        limits: StoreLimits | None = None,
     ) -> Resources:
-        """Create the clients (they connect lazily, on first use)."""
+        """Create the clients (they connect lazily, on first use). ``limits``: the client-side time limits
+        of the store calls (the API's are short; by default the workers')."""
         from habitjobs.catalog import build_registry
 
         registry = registry or build_registry(settings)
+        limits = limits or settings.worker_limits()
+        timeouts = {
+            "connect_timeout_s": limits.db_connect_s,
+            "checkout_timeout_s": limits.db_checkout_s,
+            "client_timeout_s": limits.db_statement_s,
+        }
         db = Database(
             settings.require_database_url(),
             pool_size=settings.db_pool_size,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name=application_name,
+            **timeouts,
         )
         analytics_db = (
             Database(
@@ -56,11 +65,12 @@ class Resources:
                 pool_size=max(2, settings.db_pool_size // 2),
                 statement_timeout_ms=settings.db_statement_timeout_ms,
                 application_name=f"{application_name}-analytics",
+                **timeouts,
             )
             if settings.analytics_database_url
             else db
         )
-        producer = Producer(settings, registry)
+        producer = Producer(settings, registry, command_timeout_s=limits.redis_command_s)
         return cls(
             settings=settings,
             registry=registry,

@@ -20,6 +20,7 @@ from tests.support.private_redis import PrivateRedis
 from tests.support.stores import with_database
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.workers import WorkerProcess
+from tests.support.zygote import ForkedWorker, WorkerZygote
 
 pytestmark = pytest.mark.slow
 TEST_JOBS = {"HABITJOBS_EXTRA_JOB_MODULES": "tests.support.testjobs"}
@@ -52,34 +53,60 @@ def with_redis(settings: Settings, url: str) -> Settings:
     )
 
 
+KILLS = 50
+AT_ONCE = 3
+
+
 async def test_workers_sigkilled_at_random_points_lose_nothing(
     job_resources: Resources, tmp_path: Path
 ) -> None:
+    """Three workers share the queue; one of them, picked at random, is SIGKILLed at a random moment while
+    jobs run, and a new one takes its place — 50 times. Every job still completes and applies its effect
+    exactly once. (The workers are forked from a zygote: a fresh interpreter per worker would spend
+    minutes of CPU on imports alone.)"""
     rng = random.Random(20261128)
-    keys = [f"k{i}" for i in range(40)]
+    keys = [f"k{i}" for i in range(100)]
     for key in keys:
         await job_resources.producer.enqueue(
-            "test.sturdy", {"key": key, "sleep_ms": rng.randint(50, 400)}, job_id=f"j-{key}"
+            "test.sturdy", {"key": key, "sleep_ms": rng.randint(300, 1500)}, job_id=f"j-{key}"
         )
-    # A job hit by several kills is not a poison pill here: allow it to stall more often than usual.
-    env = {**TEST_JOBS, "HABITJOBS_MAX_STALLED_COUNT": "50"}
-    for round_ in range(6):
-        worker = WorkerProcess(job_resources.settings, tmp_path / f"w{round_}.log", "--queue", DEFAULT, **env)
-        await worker.wait_started()
-        await asyncio.sleep(rng.uniform(0.2, 1.2))  # a random point in the middle of the work
-        worker.signal(signal.SIGKILL)
-        assert await worker.wait_exit() == -signal.SIGKILL  # killed mid-work, not exited on its own
-    survivor = WorkerProcess(job_resources.settings, tmp_path / "survivor.log", "--queue", DEFAULT, **env)
+    # A job hit by many kills is not a poison pill here: allow it to stall as often as it takes.
+    zygote = WorkerZygote(job_resources.settings, **TEST_JOBS, HABITJOBS_MAX_STALLED_COUNT="1000")
+    spawned = 0
+
+    def spawn() -> ForkedWorker:
+        nonlocal spawned
+        spawned += 1
+        return zygote.spawn(tmp_path / f"w{spawned}.log", "--queue", DEFAULT, "--concurrency", "2")
+
+    alive = [spawn() for _ in range(AT_ONCE)]
+    active_at_kill: list[int] = []
     try:
-        await survivor.wait_started()
+        while len(active_at_kill) < KILLS:
+            await asyncio.sleep(rng.uniform(0.1, 0.6))  # a random moment in the middle of the work
+            started = [w for w in alive if w.started]
+            if not started:
+                continue
+            victim = rng.choice(started)
+            active_at_kill.append((await counts(job_resources))["active"])
+            victim.signal(signal.SIGKILL)
+            assert await victim.wait_exit() == -signal.SIGKILL  # killed mid-work, not exited on its own
+            alive.remove(victim)
+            alive.append(spawn())
+        alive += [spawn() for _ in range(AT_ONCE)]  # more hands for what is left
 
         async def all_done() -> bool:
             return (await counts(job_resources))["completed"] == len(keys)
 
-        await until(all_done, timeout_s=60, what="every job completed after the kills")
+        await until(all_done, timeout_s=90, what="every job completed after the kills")
     finally:
-        survivor.signal(signal.SIGTERM)
-        await survivor.wait_exit()
+        for worker in alive:
+            worker.signal(signal.SIGTERM)
+        for worker in alive:
+            await worker.wait_exit()
+        zygote.close()
+    assert len(active_at_kill) == KILLS
+    assert sum(1 for n in active_at_kill if n > 0) >= KILLS - 5, f"jobs active at each kill: {active_at_kill}"
     final = await counts(job_resources)
     assert final["failed"] == 0
     assert await per_key(job_resources, testjobs.effects_key, keys) == [1] * len(keys)

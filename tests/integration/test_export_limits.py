@@ -19,8 +19,9 @@ from habitjobs.catalog import build_schedules
 from habitjobs.clock import FrozenClock
 from habitjobs.config import Settings
 from habitjobs.maintenance import jobs as maintenance_jobs
+from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import DEFAULT
-from habitjobs.queue.registry import JobContext
+from habitjobs.queue.registry import FailedJob, JobContext
 from habitjobs.resources import Resources
 from tests.support.apps import changed
 from tests.support.workers import drain
@@ -163,9 +164,7 @@ async def _retention(resources: Resources) -> dict[str, int]:
     return await maintenance_jobs.run_retention(ctx, maintenance_jobs.Retention())
 
 
-async def test_an_export_that_cannot_be_built_ends_failed_after_its_last_attempt(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+async def test_an_export_whose_job_fails_for_good_ends_failed(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
     """A job that ends failed leaves the export saying so, and the user free to ask again."""
     user = await make_user()
     async with resources.db.transaction() as session:
@@ -180,15 +179,17 @@ async def test_an_export_that_cannot_be_built_ends_failed_after_its_last_attempt
     spec = resources.registry.get(service.EXPORT_JOB)
     payload = ExportData(export_id=export.id)
 
-    for attempt in (1, spec.policy.attempts):
-        ctx = JobContext(export.job_id, spec.name, spec.queue, attempt, spec.policy.attempts, resources)
-        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever reading the row raises
-            await export_data(ctx, payload)
-        [row] = await _exports(resources, user.id)
-        if attempt == 1:
-            assert row.status == "running", "an attempt that will be retried leaves it running"
+    ctx = JobContext(export.job_id, spec.name, spec.queue, 1, spec.policy.attempts, resources)
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever reading the row raises
+        await export_data(ctx, payload)
+    [row] = await _exports(resources, user.id)
+    assert row.status == "running", "an attempt that will be retried leaves it running"
+    # Its last attempt fails the same way; the runtime hands the final failure to the domain.
+    failed = FailedJob(export.job_id, spec.name, payload.model_dump(mode="json"), str(raised.value))
+    assert await settle_final_failure(resources, failed)
+    [row] = await _exports(resources, user.id)
     assert row.status == "failed"
-    assert row.error == "the export could not be built"
+    assert row.error == f"the export job failed: {raised.value}"
     async with resources.db.transaction() as session:
         _, created = await service.request_export(session, resources.outbox, user.id)
     assert created

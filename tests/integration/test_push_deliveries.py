@@ -28,6 +28,7 @@ from habitjobs.push.schemas import Notification
 from habitjobs.queue.inspect import get_job
 from habitjobs.queue.models import OutboxRow
 from habitjobs.queue.names import PUSH
+from habitjobs.queue.operations import JobOperations
 from habitjobs.queue.registry import JobContext
 from habitjobs.resources import Resources
 from tests.fakes.push import add_device, deliveries, fakes_for_module, notify, settings_for, token
@@ -243,10 +244,11 @@ def wrong_apns_key(tmp_path: Path) -> str:
     return str(path)
 
 
-async def test_refused_credentials_fail_the_job_visibly_and_keep_the_deliveries(
+async def test_refused_credentials_fail_the_job_visibly_and_its_deliveries_until_it_is_retried(
     settings: Settings, fakes: RunningFakes, wrong_apns_key: str
 ) -> None:
     res = Resources.open(settings_for(settings, fakes, push_apns_key_file=wrong_apns_key))
+    fixed = Resources.open(settings_for(settings, fakes))
     try:
         user = await new_user(res)
         apns_token, fcm_token = token("ok"), token("ok")
@@ -264,10 +266,23 @@ async def test_refused_credentials_fail_the_job_visibly_and_keep_the_deliveries(
         assert "InvalidProviderToken" in (view.failed_reason or "")
         probe = PushMessage(provider=Provider.APNS, token=apns_token, title="t", body="b", collapse_id="c")
         assert res.push().paused(probe) is not None  # the APNs sender is paused
-        statuses = {r.provider: r.status for r in (await deliveries(res, ids)).values()}
-        assert statuses == {"apns": "pending", "fcm": "sent"}  # FCM was not held back by APNs
+        rows = {r.provider: r for r in (await deliveries(res, ids)).values()}
+        # FCM was not held back by APNs
+        assert {p: r.status for p, r in rows.items()} == {"apns": "failed", "fcm": "sent"}
+        assert (rows["apns"].last_error or "").startswith(service.JOB_FAILED)
+        assert "InvalidProviderToken" in (rows["apns"].last_error or "")
+        assert fakes.log.count(apns_token) == 0
+
+        # The operator fixes the key and retries the job: the delivery its failure closed is sent after all.
+        await JobOperations(fixed.producer).retry(PUSH, job_id)
+        await drain(fixed, queues=[PUSH])
+        rows = {r.provider: r for r in (await deliveries(res, ids)).values()}
+        assert {p: r.status for p, r in rows.items()} == {"apns": "sent", "fcm": "sent"}
+        assert fakes.log.count(apns_token) == 1
+        assert fakes.log.count(fcm_token) == 1
     finally:
         await res.aclose()
+        await fixed.aclose()
 
 
 async def test_deliveries_leased_by_another_worker_are_left_alone_until_the_lease_ends(

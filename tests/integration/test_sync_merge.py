@@ -15,7 +15,7 @@ from habitjobs.clock import FrozenClock
 from habitjobs.config import Settings
 from habitjobs.errors import RetryLater
 from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
-from habitjobs.queue.names import ANALYTICS
+from habitjobs.queue.names import ANALYTICS, SYNC
 from habitjobs.queue.registry import JobContext, Registry
 from habitjobs.resources import Resources
 from habitjobs.sync import service
@@ -24,6 +24,7 @@ from habitjobs.sync.models import StatsDirtyDay, StreakDirty, SyncBatch, SyncCli
 from habitjobs.sync.schemas import BatchOut
 from tests.support import stores
 from tests.support.sync import T0, Device, accept, apply, body, push_and_apply
+from tests.support.workers import drain
 
 DAY = date(2026, 3, 2)
 
@@ -580,7 +581,7 @@ async def test_purge_moves_the_horizon_and_old_cursors_must_reset(
     assert fine["reset_required"] is False
 
 
-async def test_a_batch_that_cannot_be_merged_is_marked_failed_on_the_last_attempt(
+async def test_a_batch_that_cannot_be_merged_is_marked_failed_when_its_job_fails(
     resources: Resources, make_user
 ) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
@@ -593,8 +594,11 @@ async def test_a_batch_that_cannot_be_merged_is_marked_failed_on_the_last_attemp
         )
     with pytest.raises(Exception, match="payload"):
         await apply(resources, batch_id)
+    assert (await _status(resources, batch_id)).status == "queued"  # the handler leaves the batch alone…
+    await drain(resources, queues=[SYNC])  # …the job's final failure (here: at once) settles it
     status = await _status(resources, batch_id)
     assert status.status == "failed"
+    assert (status.error or "").startswith("job_failed: ")
     assert "payload" in (status.error or "")
     async with resources.db.transaction() as session:
         assert (await session.execute(text("SELECT count(*) FROM habits"))).scalar_one() == 0

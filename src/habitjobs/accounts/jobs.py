@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from habitjobs.accounts import deletion, service
-from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.accounts import repository as repo
+from habitjobs.errors import RetryLater
 from habitjobs.queue.forget import forget
 from habitjobs.queue.names import DEFAULT
-from habitjobs.queue.registry import JobContext, JobSpec
+from habitjobs.queue.registry import Awaited, AwaitedPage, AwaitedScan, FailedJob, JobContext, JobSpec
 from habitjobs.queue.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from habitjobs.resources import Resources
 
 # A deletion that finds jobs of the user running waits this long for them to finish, then looks again.
 _BUSY_RETRY_S = 5.0
@@ -25,30 +29,20 @@ class ExportData(BaseModel):
 
 
 async def export_data(ctx: JobContext, payload: ExportData) -> dict[str, Any]:
-    """Build the export. Over the size cap it fails at once with the reason; after its last attempt it
-    fails for good: either way the export shows ``failed`` with the reason, and the user may ask again."""
+    """Build the export. Over the size cap it fails at once (no retries); however it ends failed, the
+    export shows ``failed`` with the reason (:func:`on_export_failed`), and the user may ask again."""
     resources = ctx.resources
     settings = resources.settings
     async with resources.db.transaction() as session:
         await service.start_export(session, payload.export_id)
-    try:
-        async with resources.db.transaction() as session:
-            rows = await service.build_export(
-                session,
-                payload.export_id,
-                resources.clock.now(),
-                max_bytes=settings.export_max_bytes,
-                keep_s=settings.export_keep_s,
-            )
-    except Exception as exc:
-        permanent = isinstance(exc, PermanentFailure)
-        if permanent or ctx.attempt >= ctx.max_attempts:
-            reason = exc.message if isinstance(exc, PermanentFailure) else "the export could not be built"
-            async with resources.db.transaction() as session:
-                await service.fail_export(
-                    session, payload.export_id, reason, resources.clock.now(), settings.export_keep_s
-                )
-        raise
+    async with resources.db.transaction() as session:
+        rows = await service.build_export(
+            session,
+            payload.export_id,
+            resources.clock.now(),
+            max_bytes=settings.export_max_bytes,
+            keep_s=settings.export_keep_s,
+        )
     return {"export_id": str(payload.export_id), "rows": rows, "already_done": rows is None}
 
 
@@ -111,6 +105,45 @@ async def delete_user(ctx: JobContext, payload: DeleteUser) -> dict[str, Any]:
     }
 
 
+async def on_export_failed(resources: Resources, failed: FailedJob) -> None:
+    """The export job failed for good (over the size cap, out of attempts, stalled, removed): the export
+    is ``failed`` with the reason, and the user may request another."""
+    try:
+        export_id = ExportData.model_validate(failed.data).export_id
+    except ValueError:
+        return
+    # A reason of the handler's own (over the size cap) reads as it is; any other is the job's.
+    own = f"{service.EXPORT_JOB}: "
+    reason = failed.reason
+    reason = reason[len(own) :] if reason.startswith(own) else f"the export job failed: {reason}"
+    async with resources.db.transaction() as session:
+        await service.fail_export(
+            session, export_id, reason, resources.clock.now(), resources.settings.export_keep_s
+        )
+
+
+async def awaiting_exports(resources: Resources, scan: AwaitedScan) -> AwaitedPage:
+    async with resources.db.transaction() as session:
+        rows = await repo.open_exports(session, scan.older_than, scan.after, scan.limit)
+    jobs = [
+        Awaited(job_id, {"export_id": str(export_id)}, (requested_at, str(export_id)))
+        for export_id, job_id, requested_at in rows
+    ]
+    return AwaitedPage(jobs, jobs[-1].position if len(rows) >= scan.limit else None)
+
+
+async def awaiting_deletions(resources: Resources, scan: AwaitedScan) -> AwaitedPage:
+    """Deletions not carried out yet, and their jobs (a job Redis lost is enqueued again; one still in
+    its grace period then waits again: the handler checks ``not_before``)."""
+    async with resources.db.transaction() as session:
+        rows = await repo.open_deletions(session, scan.older_than, scan.after, scan.limit)
+    jobs = [
+        Awaited(job_id, {"deletion_id": str(deletion_id)}, (requested_at, str(deletion_id)))
+        for deletion_id, job_id, requested_at in rows
+    ]
+    return AwaitedPage(jobs, jobs[-1].position if len(rows) >= scan.limit else None)
+
+
 JOBS: list[JobSpec[Any]] = [
     JobSpec(
         service.EXPORT_JOB,
@@ -120,6 +153,8 @@ JOBS: list[JobSpec[Any]] = [
         policy=RetryPolicy(attempts=5, base_delay_s=5, max_delay_s=300),
         description="assemble a copy of all of a user's data",
         fair=True,
+        on_final_failure=on_export_failed,
+        awaiting=awaiting_exports,
     ),
     JobSpec(
         deletion.DELETE_JOB,
@@ -128,5 +163,8 @@ JOBS: list[JobSpec[Any]] = [
         delete_user,
         policy=RetryPolicy(attempts=10, base_delay_s=5, max_delay_s=300),
         description="erase a user's account and every row and queued job that belongs to it",
+        # No final-failure hook: a deletion that failed stays live (the account locked) until an operator
+        # retries its job; a job Redis lost comes back through the reconciliation.
+        awaiting=awaiting_deletions,
     ),
 ]

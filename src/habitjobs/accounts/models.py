@@ -122,6 +122,13 @@ class DataExport(Base):
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
         Index(None, "expires_at"),
+        # The reconciliation reads the exports still waiting on their job.
+        Index(
+            "ix_data_exports_open",
+            "requested_at",
+            "id",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, delete, func, select, text, update
+from sqlalchemy import Text, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -159,17 +159,25 @@ async def get_export(
     return await session.scalar(stmt)
 
 
+_START_EXPORT = text(
+    """
+    UPDATE data_exports e SET status = 'running', error = NULL, finished_at = NULL
+    WHERE e.id = :id AND (e.status = 'queued' OR (e.status = 'failed' AND NOT EXISTS (
+        SELECT 1 FROM data_exports o
+        WHERE o.user_id = e.user_id AND o.id <> e.id AND o.status IN ('queued', 'running'))))
+    """
+)
+
+
 async def mark_export_running(session: AsyncSession, export_id: uuid.UUID) -> None:
-    await session.execute(
-        update(DataExport)
-        .where(DataExport.id == export_id, DataExport.status == "queued")
-        .values(status="running")
-    )
+    """A queued export, or a failed one whose job an operator retried (unless the user has started
+    another meanwhile: one export runs at a time), is running."""
+    await session.execute(_START_EXPORT, {"id": export_id})
 
 
 _FINISH_EXPORT = text(
     "UPDATE data_exports SET status = 'done', document = CAST(:document AS jsonb), row_count = :rows, "
-    "size_bytes = :size, finished_at = now(), expires_at = :expires_at WHERE id = :id"
+    "size_bytes = :size, error = NULL, finished_at = now(), expires_at = :expires_at WHERE id = :id"
 ).bindparams(bindparam("document", type_=Text))
 
 
@@ -400,9 +408,46 @@ async def delete_user_row(session: AsyncSession, user_id: uuid.UUID) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def open_deletions(
+    session: AsyncSession, older_than: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Deletions still to be carried out, requested before ``older_than``, oldest first after ``after``
+    (requested at, id): ``(id, job id, requested at)``."""
+    query = select(AccountDeletion.id, AccountDeletion.job_id, AccountDeletion.requested_at).where(
+        AccountDeletion.status.in_(DELETION_LIVE), AccountDeletion.requested_at < older_than
+    )
+    if after is not None:
+        query = query.where(
+            tuple_(AccountDeletion.requested_at, AccountDeletion.id) > tuple_(after[0], uuid.UUID(after[1]))
+        )
+    rows = await session.execute(
+        query.order_by(AccountDeletion.requested_at, AccountDeletion.id).limit(limit)
+    )
+    return [(row.id, row.job_id, row.requested_at) for row in rows]
+
+
 async def outbox_jobs_of(session: AsyncSession, user_id: uuid.UUID) -> list[tuple[str, str]]:
     """(queue, job id) of every job staged for the user that the outbox still remembers."""
     rows = await session.execute(
         select(OutboxRow.queue, OutboxRow.job_id).where(OutboxRow.user_id == user_id)
     )
     return [(queue, job_id) for queue, job_id in rows]
+
+
+_OPEN = ("queued", "running")
+
+
+async def open_exports(
+    session: AsyncSession, older_than: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Exports still waiting on their job, requested before ``older_than``, oldest first after ``after``
+    (requested at, id): ``(id, job id, requested at)``."""
+    query = select(DataExport.id, DataExport.job_id, DataExport.requested_at).where(
+        DataExport.status.in_(_OPEN), DataExport.requested_at < older_than
+    )
+    if after is not None:
+        query = query.where(
+            tuple_(DataExport.requested_at, DataExport.id) > tuple_(after[0], uuid.UUID(after[1]))
+        )
+    rows = await session.execute(query.order_by(DataExport.requested_at, DataExport.id).limit(limit))
+    return [(row.id, row.job_id, row.requested_at) for row in rows]

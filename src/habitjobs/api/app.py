@@ -14,6 +14,7 @@ from habitjobs.admin.routes import router as admin_router
 from habitjobs.analytics.routes import router as analytics_router
 from habitjobs.api import health, jobs
 from habitjobs.api.errors import install_error_handlers
+from habitjobs.api.guard import StoreGuard
 from habitjobs.api.limits import BodySizeLimit
 from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
@@ -29,7 +30,9 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = resources is None
-        app.state.resources = resources or Resources.open(settings, application_name="habitjobs-api")
+        app.state.resources = resources or Resources.open(
+            settings, application_name="habitjobs-api", limits=settings.api_limits()
+        )
         app.state.authenticator.start()  # the identity providers' keys, before the first request
         try:
             yield
@@ -53,6 +56,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     # Per-user rate limits on every user route (the sync router counts its own routes: its upload
     # route does not read the user from the database).
     limited = [Depends(rate_limit)]
+    app.add_middleware(StoreGuard, deadline_s=settings.api_deadline_s)  # outermost: 503 on a store outage
     # One line per domain, so adding a domain is a one-line change.
     app.include_router(health.router)
     app.include_router(accounts_router, dependencies=limited)

@@ -26,7 +26,9 @@ def _with_ops(action: Callable[[JobOperations], Awaitable[T]]) -> T:
     settings.require_redis_url()
 
     async def go() -> T:
-        producer = Producer(settings, build_registry(settings))
+        producer = Producer(
+            settings, build_registry(settings), command_timeout_s=settings.worker_redis_timeout_s
+        )
         try:
             return await action(JobOperations(producer))
         finally:
@@ -51,8 +53,12 @@ def _short(text: str | None, width: int = 70) -> str:
 
 @app.command()
 def counts(as_json: bool = JSON_OPTION) -> None:
-    """Jobs per state in every queue."""
-    queues = _with_ops(lambda ops: ops.queues())
+    """Jobs per state in every queue, and what the reconciliation did last."""
+
+    async def both(ops: JobOperations) -> tuple[Any, dict[str, str]]:
+        return await ops.queues(), await ops.reconciliation()
+
+    queues, stats = _with_ops(both)
     if as_json:
         _print_json([asdict(q) for q in queues])
         return
@@ -61,6 +67,36 @@ def counts(as_json: bool = JSON_OPTION) -> None:
     for q in queues:
         table.add_row(q.name, *[str(q.counts[s]) for s in states], "yes" if q.paused else "")
     console.print(table)
+    console.print(_reconciliation_line(stats))
+
+
+_RECONCILE_COUNTS = {
+    "requeued": "enqueued again (lost by Redis)",
+    "settled": "failures settled late",
+    "removed": "removals settled",
+    "completed_waiting": "completed with rows still waiting",
+}
+
+
+def _reconciliation_line(stats: dict[str, str]) -> str:
+    if not stats.get("runs"):
+        return "reconciliation: no run yet"
+    last = ", ".join(f"{stats.get('last_' + k, '0')} {label}" for k, label in _RECONCILE_COUNTS.items())
+    total = ", ".join(f"{stats.get('total_' + k, '0')} {label}" for k, label in _RECONCILE_COUNTS.items())
+    return (
+        f"reconciliation: last run {stats.get('last_run_at', '?')} checked {stats.get('last_checked', '0')} "
+        f"job(s): {last}; over {stats['runs']} runs: {total}"
+    )
+
+
+@app.command()
+def reconciliation(as_json: bool = JSON_OPTION) -> None:
+    """What the reconciliation (jobs.reconcile) did: last run and totals."""
+    stats = _with_ops(lambda ops: ops.reconciliation())
+    if as_json:
+        _print_json({k: int(v) if v.isdigit() else v for k, v in sorted(stats.items())})
+        return
+    console.print(_reconciliation_line(stats))
 
 
 @app.command("list")

@@ -41,16 +41,27 @@ class Database:
         pool_size: int = 10,
         statement_timeout_ms: int = 0,
         application_name: str = "habitjobs",
+        connect_timeout_s: float = 10.0,
+        checkout_timeout_s: float = 30.0,
+        client_timeout_s: float = 0.0,
     ) -> None:
+        """``statement_timeout_ms`` is the server's limit (PostgreSQL cancels the statement); the other
+        three are the client's own, which also hold when the server or the network goes silent:
+        opening a connection, waiting for a free one of the pool, and one statement (0: no limit) —
+        a statement past it raises ``TimeoutError`` and its connection is not reused."""
         server_settings = {"application_name": application_name}
         if statement_timeout_ms:
             server_settings["statement_timeout"] = str(statement_timeout_ms)
+        connect_args: dict[str, object] = {"server_settings": server_settings, "timeout": connect_timeout_s}
+        if client_timeout_s:
+            connect_args["command_timeout"] = client_timeout_s
         self.engine: AsyncEngine = create_async_engine(
             normalize_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"server_settings": server_settings},
+            pool_timeout=checkout_timeout_s,
+            connect_args=connect_args,
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from habitjobs.errors import PermanentFailure, RetryLater
-from habitjobs.push import dispatch
+from habitjobs.push import dispatch, service
 from habitjobs.push.service import MAX_BATCH, SEND_JOB
 from habitjobs.queue.names import PUSH
-from habitjobs.queue.registry import JobContext, JobSpec
+from habitjobs.queue.registry import AwaitedPage, AwaitedScan, FailedJob, JobContext, JobSpec
 from habitjobs.queue.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from habitjobs.resources import Resources
 
 
 class SendBatch(BaseModel):
@@ -28,6 +31,9 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> dict[str, Any]:
     fix sends what is still pending and relevant); deliveries to try again → ``RetryLater`` no sooner than the
     providers asked; otherwise the counts per outcome.
     """
+    async with ctx.resources.db.transaction() as session:
+        # After an operator's retry of a job that failed for good, its deliveries are taken up again.
+        await service.reopen_for_job(session, payload.delivery_ids)
     report = await dispatch.send_batch(ctx.resources, list(payload.delivery_ids))
     for line in report.bad_requests:
         await ctx.log(f"refused as malformed (not retried): {line}")
@@ -35,7 +41,7 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> dict[str, Any]:
         raise PermanentFailure(
             "push credentials or configuration refused: "
             + "; ".join(report.auth_errors)
-            + f" ({report.counts.get('auth_config', 0)} deliveries left pending; fix it, then retry this job)"
+            + f" ({report.counts.get('auth_config', 0)} deliveries not sent; fix it, then retry this job)"
         )
     if report.retry_after_s is not None:
         leased = "; some are leased by another worker" if report.counts.get("leased_elsewhere") else ""
@@ -46,6 +52,25 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> dict[str, Any]:
     return report.as_dict()
 
 
+async def on_send_failed(resources: Resources, failed: FailedJob) -> None:
+    """The send job failed for good: its unfinished deliveries are ``failed`` (an operator's retry of the
+    job takes them up again)."""
+    ids: list[uuid.UUID] = []
+    for value in failed.data.get("delivery_ids") or []:
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    if ids:
+        async with resources.db.transaction() as session:
+            await service.fail_for_job(session, ids, failed.reason, now=resources.clock.now())
+
+
+async def awaiting_sends(resources: Resources, scan: AwaitedScan) -> AwaitedPage:
+    async with resources.db.transaction() as session:
+        return await service.awaiting_sends(session, scan, now=resources.clock.now())
+
+
 JOBS: list[JobSpec[Any]] = [
     JobSpec(
         SEND_JOB,
@@ -54,5 +79,7 @@ JOBS: list[JobSpec[Any]] = [
         send_batch,
         policy=RetryPolicy(attempts=8, base_delay_s=2, max_delay_s=300),
         description="send up to 500 push deliveries through FCM/APNs and record each outcome",
+        on_final_failure=on_send_failed,
+        awaiting=awaiting_sends,
     ),
 ]

@@ -270,6 +270,63 @@ async def correct_apns_envs(session: AsyncSession, fixes: Sequence[tuple[uuid.UU
         )
 
 
+_FAIL_FOR_JOB = text(
+    """
+    UPDATE push_deliveries SET status = 'failed', last_error = :error, leased_until = NULL,
+                               next_attempt_at = NULL, finished_at = CAST(:now AS timestamptz)
+    WHERE id = ANY(:ids) AND status IN ('pending', 'sending')
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid())), bindparam("now", type_=DateTime(timezone=True)))
+
+
+async def fail_unfinished(
+    session: AsyncSession, ids: Sequence[uuid.UUID], error: str, *, now: datetime
+) -> int:
+    """Mark the unfinished deliveries among ``ids`` failed with ``error``; returns how many."""
+    result = await session.execute(_FAIL_FOR_JOB, {"ids": list(ids), "error": error, "now": now})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+_REOPEN = text(
+    """
+    UPDATE push_deliveries SET status = 'pending', last_error = NULL, finished_at = NULL
+    WHERE id = ANY(:ids) AND status = 'failed' AND starts_with(last_error, :marker)
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid())))
+
+
+async def reopen_failed(session: AsyncSession, ids: Sequence[uuid.UUID], marker: str) -> int:
+    """Put the failed deliveries among ``ids`` whose error starts with ``marker`` back to pending."""
+    result = await session.execute(_REOPEN, {"ids": list(ids), "marker": marker})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+_STUCK = """
+    SELECT id, created_at FROM push_deliveries
+    WHERE status IN ('pending', 'sending') AND created_at < :older_than
+      AND (status = 'pending' OR leased_until < :now) {after}
+    ORDER BY created_at, id LIMIT :limit
+"""
+_STUCK_AFTER = "AND (created_at, id) > (:after_at, CAST(:after_id AS uuid))"
+
+
+async def unfinished(
+    session: AsyncSession,
+    *,
+    older_than: datetime,
+    now: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Deliveries created before ``older_than`` that nobody is sending now (pending, or leased by a worker
+    whose lease ran out), oldest first after ``after``: ``(id, created_at)``."""
+    params: dict[str, Any] = {"older_than": older_than, "now": now, "limit": limit}
+    if after is not None:
+        params.update(after_at=after[0], after_id=after[1])
+    rows = await session.execute(text(_STUCK.format(after=_STUCK_AFTER if after else "")), params)
+    return [(row.id, row.created_at) for row in rows]
+
+
 async def get_deliveries(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[PushDelivery]:
     rows = await session.scalars(
         select(PushDelivery).where(PushDelivery.id.in_(list(ids))).order_by(PushDelivery.id)

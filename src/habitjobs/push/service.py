@@ -29,7 +29,8 @@ from habitjobs.push.repository import Claimed
 from habitjobs.push.result import Provider, PushMessage
 from habitjobs.push.schemas import Notification
 from habitjobs.push.templates import render
-from habitjobs.queue.outbox import Outbox, StagedJob
+from habitjobs.queue.outbox import Outbox, StagedJob, staged_with
+from habitjobs.queue.registry import Awaited, AwaitedPage, AwaitedScan
 
 SEND_JOB = "push.send_batch"
 MAX_BATCH = 500
@@ -37,6 +38,8 @@ MAX_BATCH = 500
 # the first) computes the same ids. The SQL fan-out derives it the same way: md5 of salt + key.
 _ID_SALT = "habitjobs-delivery:"
 TEST_WINDOW = timedelta(minutes=10)
+# A delivery's last_error when its send job failed for good: a later run of that job sends it after all.
+JOB_FAILED = "job_failed: "
 
 
 def delivery_id(dedupe_key: str) -> uuid.UUID:
@@ -162,6 +165,48 @@ async def send_test(
     if not ids:
         raise InvalidInput(f"{email} has no device with push enabled", field="user")
     return ids, await stage_send(session, outbox, ids, user_id=user_id)
+
+
+async def fail_for_job(
+    session: AsyncSession, delivery_ids: Sequence[uuid.UUID], reason: str, *, now: datetime
+) -> int:
+    """The send job of these deliveries failed for good: the unfinished ones are ``failed``."""
+    return await repo.fail_unfinished(session, delivery_ids, f"{JOB_FAILED}{reason}"[:1000], now=now)
+
+
+async def reopen_for_job(session: AsyncSession, delivery_ids: Sequence[uuid.UUID]) -> int:
+    """The send job runs again after failing for good (an operator retried it): the deliveries its failure
+    closed are pending again (those past ``not_after`` are then skipped, never sent late)."""
+    return await repo.reopen_failed(session, delivery_ids, JOB_FAILED)
+
+
+async def awaiting_sends(session: AsyncSession, scan: AwaitedScan, *, now: datetime) -> AwaitedPage:
+    """The send jobs that unfinished deliveries wait on (for the reconciliation): each delivery's job is
+    the one staged in the same transaction (:func:`habitjobs.queue.outbox.staged_with`); a delivery whose
+    outbox row is gone (pruned after a week) gets a new job of its own."""
+    stuck = await repo.unfinished(
+        session, older_than=scan.older_than, now=now, after=scan.after, limit=scan.limit
+    )
+    if not stuck:
+        return AwaitedPage([], None)
+    job_of: dict[str, tuple[str, dict[str, Any]]] = {}
+    for job_id, data in await staged_with(session, SEND_JOB, sorted({created for _, created in stuck})):
+        for delivery in data.get("delivery_ids") or []:
+            job_of[str(delivery)] = (job_id, data)
+    jobs: dict[str, Awaited] = {}
+    orphans: list[uuid.UUID] = []
+    for delivery, created in stuck:
+        position = (created, str(delivery))
+        found = job_of.get(str(delivery))
+        if found is None:
+            orphans.append(delivery)
+        else:
+            jobs[found[0]] = Awaited(found[0], found[1], position)
+    last = (stuck[-1][1], str(stuck[-1][0]))
+    for job in send_jobs(orphans):
+        payload = job.payload if isinstance(job.payload, dict) else job.payload.model_dump(mode="json")
+        jobs[job.job_id] = Awaited(job.job_id, payload, last)
+    return AwaitedPage(list(jobs.values()), last if len(stuck) >= scan.limit else None)
 
 
 def message_for(row: Claimed) -> PushMessage:

@@ -1,4 +1,4 @@
-"""Job types of the queue layer itself: the outbox relay."""
+"""Job types of the queue layer itself: the outbox relay and the reconciliation."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from pydantic import BaseModel, ConfigDict
 
 from habitjobs.config import Settings
 from habitjobs.queue.names import SCHEDULER
+from habitjobs.queue.reconcile import reconcile
 from habitjobs.queue.registry import JobContext, JobSpec, Schedule
 from habitjobs.queue.retry import NO_RETRY
 
+RECONCILE_JOB = "jobs.reconcile"
+
 
 class RelayOutbox(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Reconcile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -24,6 +31,11 @@ async def relay_outbox(ctx: JobContext, _payload: RelayOutbox) -> dict[str, Any]
     return {"relayed": relayed, "pruned": pruned}
 
 
+async def reconcile_jobs(ctx: JobContext, _payload: Reconcile) -> dict[str, int]:
+    """Enqueue again the jobs that waiting rows still need but Redis lost; settle unsettled failures."""
+    return (await reconcile(ctx.resources)).as_dict()
+
+
 JOBS: list[JobSpec[Any]] = [
     JobSpec(
         "outbox.relay",
@@ -33,8 +45,19 @@ JOBS: list[JobSpec[Any]] = [
         policy=NO_RETRY,
         description="enqueue jobs committed to the outbox but never acknowledged by Redis",
     ),
+    JobSpec(
+        RECONCILE_JOB,
+        SCHEDULER,
+        Reconcile,
+        reconcile_jobs,
+        policy=NO_RETRY,
+        description="enqueue again the jobs waiting rows need but Redis lost; settle unsettled failures",
+    ),
 ]
 
 
 def schedules(settings: Settings) -> list[Schedule]:
-    return [Schedule("outbox-relay", "outbox.relay", every_ms=settings.outbox_relay_every_ms)]
+    return [
+        Schedule("outbox-relay", "outbox.relay", every_ms=settings.outbox_relay_every_ms),
+        Schedule("jobs-reconcile", RECONCILE_JOB, every_ms=settings.reconcile_every_ms),
+    ]

@@ -18,6 +18,8 @@ class OutboxRow(Base):
         # The relay's scan: rows not yet acknowledged by Redis, oldest first.
         Index("ix_outbox_pending", "id", postgresql_where=text("enqueued_at IS NULL")),
         Index(None, "user_id", "job_id"),
+        # The reconciliation finds the job staged with a domain row by the row's transaction time.
+        Index(None, "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

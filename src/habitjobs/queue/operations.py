@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from habitjobs.errors import Conflict, InvalidInput, NotFound
+from habitjobs.queue.failures import removal_record, removed_key
 from habitjobs.queue.inspect import JobView, get_job, policy_attempts, view_of
 from habitjobs.queue.names import QUEUES
 from habitjobs.queue.producer import Producer
+from habitjobs.queue.reconcile import read_stats
 
 State = Literal[
     "waiting", "active", "delayed", "prioritized", "completed", "failed", "paused", "waiting-children"
@@ -153,15 +155,24 @@ class JobOperations:
         return retried
 
     async def remove(self, queue: str, job_id: str) -> None:
-        await self._job_in(queue, job_id)
+        """Delete a job. Its domain is told as for a failure ("removed by an operator") by the next
+        reconciliation run, which also keeps it from enqueueing the job again."""
+        job = await self._job_in(queue, job_id)
         if not await self._queue(queue).remove(job_id):
             raise Conflict(f"job {job_id!r} is being processed (locked) and cannot be removed now")
+        if self._producer.registry.find(str(job.name)) is not None:
+            record = removal_record(str(job.name), job.data, "removed by an operator")
+            await self._producer.redis.hset(removed_key(self._producer.prefix), job_id, record)
 
     async def promote(self, queue: str, job_id: str) -> JobView:
         """Run a delayed job (a retry waiting out its backoff, or a scheduled job) now."""
         job = await self._job_in(queue, job_id, state="delayed", verb="promoted")
         await job.promote()
         return await self.job(queue, job_id)
+
+    async def reconciliation(self) -> dict[str, str]:
+        """What the reconciliation runs did so far (``runs``, ``last_run_at``, ``last_*``, ``total_*``)."""
+        return await read_stats(self._producer)
 
     async def pause(self, queue: str) -> None:
         """Workers stop taking this queue's jobs (active ones finish); producers can still add."""

@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.db.engine import Database, after_commit
+from habitjobs.outage import OutageLog, is_store_outage
 from habitjobs.queue.models import OutboxRow
 from habitjobs.queue.names import check_job_id
 from habitjobs.queue.producer import EnqueueRequest, Producer
@@ -64,6 +65,7 @@ class Outbox:
         self._producer = producer
         self._acknowledged: list[int] = []
         self._marking: asyncio.Task[None] | None = None
+        self._outages = OutageLog(log, "outbox: enqueue after commit (the relay enqueues what is left)")
 
     async def add(
         self,
@@ -123,7 +125,16 @@ class Outbox:
         return [job.job_id for job in jobs]
 
     async def _flush(self, staged: list[_Staged]) -> None:
-        await self._producer.enqueue_many([s.request for s in staged])
+        try:
+            await self._producer.enqueue_many([s.request for s in staged])
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            # The rows are committed: the relay enqueues them once Redis answers again. One log line per
+            # outage, not one traceback per request.
+            self._outages.failed(exc)
+            return
+        self._outages.recovered()
         self._acknowledged.extend(s.row_id for s in staged)
         if self._marking is None or self._marking.done():
             self._marking = asyncio.create_task(self._mark_soon(), name="outbox-mark-enqueued")
@@ -220,6 +231,24 @@ class Outbox:
 
 def _user(user_id: uuid.UUID | None) -> str | None:
     return None if user_id is None else str(user_id)
+
+
+async def staged_with(
+    session: AsyncSession, job_name: str, instants: Sequence[datetime]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(job id, payload)`` of the ``job_name`` rows staged by transactions that started at ``instants``.
+
+    A row's ``created_at`` is its transaction's start — the same ``now()`` as every row that transaction
+    wrote — so this finds the jobs staged together with rows of another table, e.g. a delivery's send job.
+    """
+    if not instants:
+        return []
+    rows = await session.execute(
+        select(OutboxRow.job_id, OutboxRow.data).where(
+            OutboxRow.job_name == job_name, OutboxRow.created_at.in_(list(instants))
+        )
+    )
+    return [(job_id, data) for job_id, data in rows.all()]
 
 
 async def find_owned(session: AsyncSession, job_id: str, user_id: uuid.UUID) -> OutboxRow | None:

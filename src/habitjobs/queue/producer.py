@@ -11,7 +11,7 @@ from bullmq import Queue
 from pydantic import BaseModel
 
 from habitjobs.config import Settings
-from habitjobs.queue.connection import assert_safe, create_redis
+from habitjobs.queue.connection import DEFAULT_COMMAND_TIMEOUT_S, assert_safe, create_redis
 from habitjobs.queue.fairness import FairRanks
 from habitjobs.queue.names import BACKOFF_TYPE, check_job_id
 from habitjobs.queue.registry import JobSpec, Registry
@@ -43,10 +43,13 @@ class EnqueueRequest:
 class Producer:
     """Adds jobs. One per process; its Redis client is pooled and shared by every queue handle."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, *, command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    ) -> None:
+        """``command_timeout_s``: the limit on each Redis command (the producer never blocks on Redis)."""
         self._settings = settings
         self._registry = registry
-        self._redis = create_redis(settings.require_redis_url())
+        self._redis = create_redis(settings.require_redis_url(), command_timeout_s=command_timeout_s)
         assert_safe(self._redis)
         self._queues: dict[str, Queue] = {}
         self._fair = FairRanks(self._redis, settings.queue_prefix)
@@ -54,6 +57,11 @@ class Producer:
     @property
     def registry(self) -> Registry:
         return self._registry
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every queue (``HABITJOBS_QUEUE_PREFIX``)."""
+        return self._settings.queue_prefix
 
     def queue(self, name: str) -> Queue:
         """The bullmq handle for one queue (created once, sharing the producer's client)."""

@@ -3,6 +3,17 @@
 Each domain declares its job types in its ``jobs.py``; :mod:`habitjobs.catalog` gathers them into one
 :class:`Registry` at process start. Payloads are frozen pydantic models carrying IDs only: the handler
 re-reads the rows, so a retried or duplicated job sees the current state.
+
+Beside its handler, a job type whose domain rows wait on its jobs declares two hooks, so the queue layer
+stays generic while every failure and every lost job reaches the rows:
+
+- ``on_final_failure(resources, FailedJob)``: the job ended failed for good — its handler gave up, it
+  stalled too often, its payload was invalid, an operator removed it. Make the waiting rows say so (and
+  let a later run of the same job, after an operator's retry, take them up again). Called from one place,
+  :mod:`habitjobs.queue.failures`; safe to call twice.
+- ``awaiting(resources, AwaitedScan)``: the jobs that rows older than ``older_than`` still wait on, in a
+  stable order after ``after``, looking at most at ``limit`` rows — what the reconciliation
+  (:mod:`habitjobs.queue.reconcile`) compares with Redis to enqueue lost jobs again under their own ids.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -55,6 +67,49 @@ Handler = Callable[[JobContext, P], Awaitable[JsonValue]]
 
 
 @dataclass(frozen=True)
+class FailedJob:
+    """A job that ended failed for good (or that an operator removed), as its domain hook sees it."""
+
+    job_id: str
+    name: str
+    # The payload as stored: it may not validate (an invalid payload is one way to fail).
+    data: dict[str, Any]
+    reason: str
+
+
+# Where a row sits in its domain's scan order: (its timestamp, its id as text).
+Position = tuple[datetime, str]
+
+
+@dataclass(frozen=True)
+class AwaitedScan:
+    older_than: datetime
+    after: Position | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class Awaited:
+    """A job that domain rows wait on: enough to enqueue it again under its own id."""
+
+    job_id: str
+    data: dict[str, Any]
+    # The position of the last row (in scan order) that waits on this job.
+    position: Position
+
+
+@dataclass(frozen=True)
+class AwaitedPage:
+    jobs: list[Awaited]
+    # Where the next scan continues; None when this one reached the end (the next starts over).
+    next_after: Position | None
+
+
+FinalFailureHook = Callable[["Resources", FailedJob], Awaitable[None]]
+AwaitingScan = Callable[["Resources", AwaitedScan], Awaitable[AwaitedPage]]
+
+
+@dataclass(frozen=True)
 class JobSpec(Generic[P]):
     name: str
     queue: str
@@ -65,6 +120,8 @@ class JobSpec(Generic[P]):
     # Per-user work: jobs enqueued for a user get their rank among the user's queued jobs as priority,
     # so one user's backlog does not hold other users' jobs back (queue/fairness.py).
     fair: bool = False
+    on_final_failure: FinalFailureHook | None = None
+    awaiting: AwaitingScan | None = None
 
     def __post_init__(self) -> None:
         if not JOB_NAME_RE.match(self.name):
@@ -74,6 +131,9 @@ class JobSpec(Generic[P]):
         if not inspect.iscoroutinefunction(self.handler):
             # A synchronous handler would run on the event loop and stop lock renewal (docs/engine.md, E4).
             raise ValueError(f"job {self.name!r}: the handler must be an async function")
+        for hook in (self.on_final_failure, self.awaiting):
+            if hook is not None and not inspect.iscoroutinefunction(hook):
+                raise ValueError(f"job {self.name!r}: hook {hook!r} must be an async function")
         if not self.payload.model_config.get("frozen"):
             raise ValueError(f"job {self.name!r}: payload model {self.payload.__name__} must be frozen")
 

@@ -6,7 +6,8 @@ What it adds around bullmq:
   itself (so a job enqueued by another producer, e.g. NestJS, still gets our attempts and backoff);
 - a stalled-job check at start, so a restarted worker recovers a crashed one's jobs without waiting a
   whole ``stalledInterval`` first (docs/engine.md, E5);
-- job schedulers registered idempotently at start;
+- job schedulers registered idempotently at start, and registered again when Redis lost them;
+- a job's final failure handed to its domain (:mod:`habitjobs.queue.failures`), however it failed;
 - a graceful stop: no new jobs, active ones finish within the grace period, then exit.
 """
 
@@ -26,8 +27,9 @@ from pydantic import ValidationError
 
 from habitjobs.errors import PermanentFailure, RetryLater
 from habitjobs.queue.connection import bullmq_connection, redis_kwargs
+from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
-from habitjobs.queue.registry import JobContext, Schedule
+from habitjobs.queue.registry import FailedJob, JobContext, Schedule
 from habitjobs.queue.retry import DEFAULT_POLICY
 from habitjobs.queue.watchdog import ActiveJob, LoopWatchdog
 
@@ -61,6 +63,9 @@ class WorkerRuntime:
         # What this process is working on right now (read by the watchdog thread).
         self.active: dict[str, ActiveJob] = {}
         self.watchdog: LoopWatchdog | None = None
+        # Final failures being handed to their domain.
+        self._settling: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     def concurrency_for(self, queue: str) -> int:
         if isinstance(self._concurrency, int):
@@ -147,16 +152,18 @@ class WorkerRuntime:
             # bullmq's first stalled check comes a whole interval after start; do one now.
             await worker.runStalledJobsCheck()
             self._runs.append(asyncio.create_task(worker.run(), name=f"worker:{queue}"))
-        await self._register_schedules()
+        await self._register_schedules(self._schedules)
+        if self._schedules:
+            self._keeper = asyncio.create_task(self._keep_schedules(), name="schedule-keeper")
         log.info(
             "worker %s started: %s",
             self.name,
             ", ".join(f"{q}×{self.concurrency_for(q)}" for q in self.queues),
         )
 
-    async def _register_schedules(self) -> None:
+    async def _register_schedules(self, schedules: Sequence[Schedule]) -> None:
         producer = self.resources.producer
-        for schedule in self._schedules:
+        for schedule in schedules:
             spec = self.registry.get(schedule.job_name)
             repeat: dict[str, Any] = (
                 {"every": schedule.every_ms} if schedule.every_ms is not None else {"pattern": schedule.cron}
@@ -171,6 +178,48 @@ class WorkerRuntime:
                 schedule.data,
                 {"attempts": spec.policy.attempts, "removeOnComplete": 100, "removeOnFail": 1000},
             )
+
+    async def _keep_schedules(self) -> None:
+        """Register a schedule again when Redis lost it (or its next firing): a Redis restored from an
+        older copy, or emptied, would otherwise run no periodic job — not even the reconciliation — until
+        a worker restarts. Checked every reconciliation period."""
+        period_s = self.resources.settings.reconcile_every_ms / 1000
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                lost = await self._lost_schedules()
+                if lost:
+                    log.warning(
+                        "job scheduler(s) %s missing in Redis: registering them again",
+                        ", ".join(s.scheduler_id for s in lost),
+                    )
+                    await self._register_schedules(lost)
+            except Exception as exc:
+                log.warning("could not check the job schedulers: %r", exc)
+
+    async def _lost_schedules(self) -> list[Schedule]:
+        """Schedules without a next firing in Redis: no scheduler entry, or its latest job is gone or
+        finished (the next one is created when a firing starts, so a finished latest one is stuck)."""
+        redis = self.resources.producer.redis
+        prefix = self.resources.settings.queue_prefix
+        specs = [(s, f"{prefix}:{self.registry.get(s.job_name).queue}") for s in self._schedules]
+        async with redis.pipeline(transaction=False) as pipe:
+            for schedule, base in specs:
+                pipe.zscore(f"{base}:repeat", schedule.scheduler_id)
+            latest = await pipe.execute()
+        async with redis.pipeline(transaction=False) as pipe:
+            for (schedule, base), millis in zip(specs, latest, strict=True):
+                job_id = f"repeat:{schedule.scheduler_id}:{int(millis or 0)}"
+                pipe.exists(f"{base}:{job_id}")
+                pipe.zscore(f"{base}:completed", job_id)
+                pipe.zscore(f"{base}:failed", job_id)
+            found = await pipe.execute()
+        lost = []
+        for index, ((schedule, _), millis) in enumerate(zip(specs, latest, strict=True)):
+            exists, completed, failed = found[index * 3 : index * 3 + 3]
+            if millis is None or not exists or completed is not None or failed is not None:
+                lost.append(schedule)
+        return lost
 
     async def _check_redis(self) -> None:
         info = await self.resources.producer.redis.info()
@@ -200,6 +249,24 @@ class WorkerRuntime:
             " for good" if final else ", will retry",
             err,
         )
+        if final:
+            data = job.data if isinstance(job.data, dict) else {}
+            failed = FailedJob(str(job.id), str(job.name), data, str(job.failedReason or err))
+            task = asyncio.create_task(self._settle(failed), name=f"settle:{job.id}")
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, failed: FailedJob) -> None:
+        try:
+            await settle_final_failure(self.resources, failed)
+        except Exception as exc:
+            # The reconciliation finds the failed job while its rows still wait, and settles it then.
+            log.warning(
+                "could not tell the domain of job %s (%s) about its failure (the reconciliation will): %r",
+                failed.job_id,
+                failed.name,
+                exc,
+            )
 
     def _on_error(self, err: BaseException, *_: Any) -> None:
         log.error("worker error: %r", err)
@@ -242,6 +309,12 @@ class WorkerRuntime:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            self._keeper = None
+        if self._settling:  # failures being handed to their domain: a few seconds, else reconciliation
+            await asyncio.wait(set(self._settling), timeout=5)
         if self.watchdog is not None:
             await self.watchdog.stop()
             self.watchdog = None

@@ -10,7 +10,8 @@ stored at once: there is no timer, the group is whatever queued up meanwhile.
 Each upload is still answered only once its batch and its outbox row are committed and its job is
 queued. Two groups may be in flight at once, so that one group's disk flush does not hold up the next.
 A group that fails as a whole (one of its users was deleted meanwhile) is stored again upload by upload,
-so one bad upload never fails the others.
+so one bad upload never fails the others — unless PostgreSQL did not answer: then each would wait its
+own time limit in turn, so they are all answered with the failure at once (503, the client retries).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from habitjobs.db.engine import Database
 from habitjobs.errors import HabitjobsError
+from habitjobs.outage import is_store_outage
 from habitjobs.queue.outbox import Outbox
 from habitjobs.sync import service
 from habitjobs.sync.service import Stored, Upload
@@ -77,8 +79,9 @@ class Intake:
             try:
                 outcomes = await self._store_group([w.upload for w in group])
             except Exception as exc:
-                if len(group) == 1:
-                    _answer(group[0], exc)
+                if len(group) == 1 or is_store_outage(exc):  # a store that does not answer fails them all
+                    for waiting in group:
+                        _answer(waiting, exc)
                     continue
                 log.info("a group of %d uploads failed (%r); storing them one by one", len(group), exc)
                 for waiting in group:

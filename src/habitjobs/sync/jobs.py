@@ -11,9 +11,17 @@ from pydantic import BaseModel, ConfigDict
 
 from habitjobs.analytics import jobs as analytics_jobs
 from habitjobs.config import Settings
-from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.errors import RetryLater
 from habitjobs.queue.names import SCHEDULER, SYNC
-from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.registry import (
+    Awaited,
+    AwaitedPage,
+    AwaitedScan,
+    FailedJob,
+    JobContext,
+    JobSpec,
+    Schedule,
+)
 from habitjobs.queue.retry import NO_RETRY, RetryPolicy
 from habitjobs.sync import repository as repo
 from habitjobs.sync import service
@@ -45,15 +53,10 @@ async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
     progress is the client's ``last_mutation_id``, committed with each chunk."""
     resources = ctx.resources
     run = _Run(resources, ctx, may_wait=ctx.attempt == 1)
+    # A last attempt that fails does not touch the batch here: the job's final failure, however it comes
+    # (this handler, the stalled limit, an operator), is settled in one place (on_batch_job_failed).
     try:
         step = await run.merge(payload.batch_id)
-    except RetryLater:
-        raise
-    except Exception as exc:
-        if ctx.attempt >= ctx.max_attempts or isinstance(exc, PermanentFailure):
-            message = exc.message if isinstance(exc, PermanentFailure) else f"merge failed: {exc!r}"
-            await _give_up(resources, payload.batch_id, message)
-        raise
     finally:
         if run.marked_user is not None:
             await request_stats_recompute(resources, run.marked_user)
@@ -88,6 +91,10 @@ class _Run:
             async with self.resources.db.transaction() as session:
                 if work is None:
                     work = await service.load_batch(session, settings, batch_id)
+                    if work is not None and not helping and service.failed_by_job(work):
+                        # This job failed for good before and runs again: an operator retried it.
+                        await service.reopen_if_job_failed(session, batch_id)
+                        work = await service.load_batch(session, settings, batch_id)
                 if work is None:  # removed by retention after it was merged: nothing is left to do
                     return service.Step(True, "missing")
                 if work.status in service.FINAL_STATUSES:
@@ -113,9 +120,35 @@ class _Run:
         return step
 
 
-async def _give_up(resources: Resources, batch_id: uuid.UUID, error: str) -> None:
+def _batch_of(failed: FailedJob) -> uuid.UUID | None:
+    """The batch a failed job was for: from its payload, else from its id (the payload may be invalid)."""
+    try:
+        return ApplyBatch.model_validate(failed.data).batch_id
+    except ValueError:
+        return service.batch_of_job_id(failed.job_id)
+
+
+async def on_batch_job_failed(resources: Resources, failed: FailedJob) -> None:
+    """The merge job failed for good: the batch is ``failed`` with a reason the phone reads; an
+    operator's retry of the job takes it up again."""
+    batch_id = _batch_of(failed)
+    if batch_id is None:
+        return
     async with resources.db.transaction() as session:
-        await service.fail_batch(session, batch_id, error)
+        await service.fail_batch(
+            session, batch_id, service.job_failure_message(failed.reason), job_failed=True
+        )
+
+
+async def awaiting_batches(resources: Resources, scan: AwaitedScan) -> AwaitedPage:
+    """Batches not merged yet, and the merge job each waits on (for the reconciliation)."""
+    async with resources.db.transaction() as session:
+        rows = await repo.open_batches(session, scan.older_than, scan.after, scan.limit)
+    jobs = [
+        Awaited(job_id, {"batch_id": str(batch_id)}, (received_at, str(batch_id)))
+        for batch_id, job_id, received_at in rows
+    ]
+    return AwaitedPage(jobs, jobs[-1].position if len(rows) >= scan.limit else None)
 
 
 async def request_stats_recompute(resources: Resources, user_id: uuid.UUID) -> bool:
@@ -164,6 +197,8 @@ JOBS: list[JobSpec[Any]] = [
         policy=RetryPolicy(attempts=10, base_delay_s=1, max_delay_s=60),
         description="merge an uploaded batch of offline mutations",
         fair=True,
+        on_final_failure=on_batch_job_failed,
+        awaiting=awaiting_batches,
     ),
     JobSpec(
         PURGE_JOB,

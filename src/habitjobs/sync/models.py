@@ -56,6 +56,13 @@ class SyncBatch(Base):
         Index(None, "user_id", "client_id", "received_at"),
         # Retention scans finished batches by age.
         Index(None, "received_at"),
+        # The reconciliation reads the batches still waiting on their merge job.
+        Index(
+            "ix_sync_batches_open",
+            "received_at",
+            "batch_id",
+            postgresql_where=text("status IN ('queued', 'processing')"),
+        ),
     )
 
     batch_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

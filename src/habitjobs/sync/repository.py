@@ -249,6 +249,40 @@ async def open_batch_holding(
     return found
 
 
+_OPEN_BATCHES = (
+    "SELECT batch_id, job_id, received_at FROM sync_batches "
+    "WHERE status IN ('queued', 'processing') AND received_at < :older_than {after} "
+    "ORDER BY received_at, batch_id LIMIT :limit"
+)
+_AFTER = "AND (received_at, batch_id) > (:after_at, CAST(:after_id AS uuid))"
+
+
+async def open_batches(
+    session: AsyncSession, older_than: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[uuid.UUID, str, datetime]]:
+    """Batches not merged yet that arrived before ``older_than``, oldest first, after ``after`` (received
+    at, batch id): ``(batch id, job id, received at)``. Reads the partial index on open batches only."""
+    params: dict[str, Any] = {"older_than": older_than, "limit": limit}
+    if after is not None:
+        params.update(after_at=after[0], after_id=after[1])
+    sql = text(_OPEN_BATCHES.format(after=_AFTER if after is not None else ""))
+    rows = await session.execute(sql, params)
+    return [(row.batch_id, row.job_id, row.received_at) for row in rows]
+
+
+_REOPEN = text(
+    "UPDATE sync_batches SET status = 'queued', error = NULL, applied_at = NULL, "
+    "result = result - 'job_failed' "
+    "WHERE batch_id = :batch_id AND status = 'failed' AND result->>'job_failed' IS NOT NULL"
+)
+
+
+async def reopen_failed_by_job(session: AsyncSession, batch_id: uuid.UUID) -> bool:
+    """Put a batch whose merge job failed for good back to ``queued`` (its job runs again)."""
+    result = await session.execute(_REOPEN, {"batch_id": batch_id})
+    return bool(getattr(result, "rowcount", 0))
+
+
 # --- pull -----------------------------------------------------------------------------------------
 
 # Columns a client never sees: ownership, merge bookkeeping, server-side timestamps.

@@ -58,6 +58,14 @@ def apply_job_id(batch_id: uuid.UUID) -> str:
     return f"sync-{batch_id}"
 
 
+def batch_of_job_id(job_id: str) -> uuid.UUID | None:
+    """The batch a ``sync.apply_batch`` job id names (None for an id of another form)."""
+    try:
+        return uuid.UUID(job_id.removeprefix("sync-")) if job_id.startswith("sync-") else None
+    except ValueError:
+        return None
+
+
 # --- push -----------------------------------------------------------------------------------------
 
 
@@ -308,11 +316,32 @@ async def merge_next_chunk(
     return Step(status == "applied", status, result)
 
 
-async def fail_batch(session: AsyncSession, batch_id: uuid.UUID, error: str) -> None:
-    """Record that merging gave up (the job's last attempt failed); the client must push again."""
+async def fail_batch(
+    session: AsyncSession, batch_id: uuid.UUID, error: str, *, job_failed: bool = False
+) -> bool:
+    """Record that merging gave up; the client must push again. ``job_failed``: the merge job failed for
+    good (not a rule of the merge): a later run of the same job — an operator retrying it — takes the
+    batch up again (:func:`reopen_if_job_failed`). Returns whether the batch changed."""
     batch = await repo.get_batch_for_update(session, batch_id)
-    if batch is not None and batch.status not in FINAL_STATUSES:
-        await repo.save_progress(session, batch, "failed", batch.result or {}, error=error[:1000])
+    if batch is None or batch.status in FINAL_STATUSES:
+        return False
+    result = {**(batch.result or {}), **({"job_failed": True} if job_failed else {})}
+    await repo.save_progress(session, batch, "failed", result, error=error[:1000])
+    return True
+
+
+def job_failure_message(reason: str) -> str:
+    """What the phone reads in ``error`` when the merge job failed for good."""
+    return f"job_failed: the merge did not complete ({reason}); push these mutations again"
+
+
+def failed_by_job(work: BatchWork) -> bool:
+    return work.status == "failed" and bool(work.result.get("job_failed"))
+
+
+async def reopen_if_job_failed(session: AsyncSession, batch_id: uuid.UUID) -> bool:
+    """A batch failed because its job failed for good goes back to ``queued`` when the job runs again."""
+    return await repo.reopen_failed_by_job(session, batch_id)
 
 
 # --- pull -----------------------------------------------------------------------------------------

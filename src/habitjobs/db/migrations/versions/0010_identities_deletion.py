@@ -1,7 +1,7 @@
 """accounts: sign-in identities, account locking and deletion requests
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 
 - user_identities: (issuer, subject) → user. Existing users get their `habitjobs token` identity
   (issuer ``local``, subject = the lower-cased e-mail), which is how the CLI finds them from now on.
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
