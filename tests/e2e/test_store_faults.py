@@ -132,9 +132,8 @@ async def test_redis_rolled_back_to_an_older_copy_every_accepted_upload_and_deli
         await resources.outbox.settle()
         await eventually(all_marked, timeout_s=10)
         # Sync jobs are fair, so they wait as "prioritized" (their rank among the user's jobs).
-        assert sum((await resources.producer.queue(SYNC).getJobCounts("waiting", "prioritized")).values()) == len(
-            users
-        )
+        queued = await resources.producer.queue(SYNC).getJobCounts("waiting", "prioritized")
+        assert sum(queued.values()) == len(users)
         assert (await resources.producer.queue(PUSH).getJobCounts("waiting"))["waiting"] >= 1
 
         # The host crashes; Redis comes back from the older copy: the acknowledged jobs are gone.
@@ -144,7 +143,8 @@ async def test_redis_rolled_back_to_an_older_copy_every_accepted_upload_and_deli
         server.start()
         await resources.producer.redis.connection_pool.disconnect()
         for queue in (SYNC, PUSH):
-            assert sum((await resources.producer.queue(queue).getJobCounts("waiting", "prioritized")).values()) == 0
+            queued = await resources.producer.queue(queue).getJobCounts("waiting", "prioritized")
+            assert sum(queued.values()) == 0
         assert await resources.outbox.relay(grace_s=0) == 0
 
         worker = WorkerProcess(
