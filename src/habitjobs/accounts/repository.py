@@ -57,11 +57,21 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, values: dict[st
     return user
 
 
+_TOKEN_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
 async def upsert_device(
     session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID, values: dict[str, Any]
-) -> Device:
-    """Register (or re-register) an installation. A push token that moved here from another
-    installation is disabled there first, so one token never reaches two rows."""
+) -> Device | None:
+    """Register (or re-register) one of the user's installations; None when ``device_id`` is another
+    user's installation (the row is left exactly as it is: an id never moves between users).
+
+    A push token belongs to the installation that registered it last: an installation that held it
+    before (the same user's or another user's, say after a phone changed hands) is disabled, so one
+    token never reaches two rows. Registrations of one token are serialised by a transaction lock on
+    the token, so concurrent ones take turns instead of colliding on the unique index.
+    """
+    await session.execute(_TOKEN_LOCK, {"key": f"device-token:{values['provider']}:{values['push_token']}"})
     await session.execute(
         update(Device)
         .where(
@@ -72,21 +82,18 @@ async def upsert_device(
         )
         .values(push_enabled=False, invalidated_at=func.now(), invalid_reason="token_moved")
     )
-    fields = {
-        **values,
-        "user_id": user_id,
-        "push_enabled": True,
-        "invalidated_at": None,
-        "invalid_reason": None,
-    }
+    fields = {**values, "push_enabled": True, "invalidated_at": None, "invalid_reason": None}
     stmt = (
         insert(Device)
-        .values(id=device_id, **fields)
-        .on_conflict_do_update(index_elements=[Device.id], set_={**fields, "registered_at": func.now()})
+        .values(id=device_id, user_id=user_id, **fields)
+        .on_conflict_do_update(
+            index_elements=[Device.id],
+            set_={**fields, "registered_at": func.now()},
+            where=Device.user_id == user_id,
+        )
         .returning(Device)
     )
-    device = (await session.execute(stmt)).scalar_one()
-    return device
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from habitjobs.accounts.timezones import is_valid_zone
+from habitjobs.bounds import SafeText
 
 
 def _zone(value: str) -> str:
@@ -40,7 +41,7 @@ class MeOut(BaseModel):
 
 
 class MePatch(Body):
-    display_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    display_name: Annotated[SafeText, Field(min_length=1, max_length=100)] | None = None
     timezone: Timezone | None = None
     day_start_minutes: Annotated[int, Field(ge=0, le=720)] | None = None
     week_start: Annotated[int, Field(ge=0, le=6)] | None = None
@@ -52,7 +53,7 @@ class DevicePut(Body):
     provider: Literal["apns", "fcm"] | None = None
     push_token: Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^[A-Za-z0-9_:\-.]+$")]
     apns_env: Literal["sandbox", "production"] | None = None
-    app_version: Annotated[str, Field(max_length=50)] | None = None
+    app_version: Annotated[SafeText, Field(max_length=50)] | None = None
 
     @model_validator(mode="after")
     def _default_provider(self) -> DevicePut:

@@ -51,7 +51,12 @@ async def register_device(
     # The user's row stays locked until commit: two registrations at the cap cannot both pass.
     await repo.lock_user(session, user_id)
     caps.DEVICES.check(await repo.count_enabled_devices(session, user_id, other_than=device_id), max_devices)
-    return await repo.upsert_device(session, user_id, device_id, body.model_dump())
+    device = await repo.upsert_device(session, user_id, device_id, body.model_dump())
+    if device is None:
+        # Another user's installation: the same answer as for an id nobody has (the caller's
+        # transaction rolls back, so the token is not taken from anyone either).
+        raise NotFound(f"device {device_id} not found")
+    return device
 
 
 async def list_devices(session: AsyncSession, user_id: uuid.UUID) -> list[Device]:

@@ -9,9 +9,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from habitjobs.bounds import LocalDay, SafeText, TimeOfDay
 from habitjobs.habits.models import ALL_DAYS_MASK
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[SafeText, Field(min_length=1, max_length=200)]
 DaysMask = Annotated[int, Field(ge=0, le=ALL_DAYS_MASK, description="bit 0 = Monday … bit 6 = Sunday")]
 Position = Annotated[int, Field(ge=0, le=10_000)]
 RoutineKind = Literal["morning", "evening", "break", "custom"]
@@ -26,7 +27,7 @@ class RoutineIn(Body):
     id: uuid.UUID | None = Field(default=None, description="chosen by the app; generated when absent")
     kind: RoutineKind
     name: Name
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask = ALL_DAYS_MASK
     position: Position = 0
 
@@ -34,7 +35,7 @@ class RoutineIn(Body):
 class RoutinePatch(Body):
     kind: RoutineKind | None = None
     name: Name | None = None
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask | None = None
     position: Position | None = None
 
@@ -59,7 +60,7 @@ class HabitIn(Body):
     target_value: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)] | None = None
     days_mask: DaysMask = ALL_DAYS_MASK
     position: Position = 0
-    created_local_date: date | None = None
+    created_local_date: LocalDay | None = None
 
 
 class HabitPatch(Body):

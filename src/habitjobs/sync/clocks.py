@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from habitjobs import bounds
+
 Clock = tuple[datetime, str]
 
 # Older than any real write: the clock of a field nobody has written yet.
@@ -22,7 +24,8 @@ ZERO: Clock = (datetime(1970, 1, 1, tzinfo=UTC), "")
 def parse_timestamp(value: object) -> datetime | None:
     """An ISO 8601 timestamp with an offset (``...Z`` or ``...+02:00``), or None when it is not one.
 
-    Naive timestamps are refused: a phone's local wall time without its offset is ambiguous.
+    Naive timestamps are refused: a phone's local wall time without its offset is ambiguous. So are
+    instants outside the supported range (:mod:`habitjobs.bounds`): they could not be stored or compared.
     """
     if not isinstance(value, str) or not 10 <= len(value) <= 40:
         return None
@@ -30,9 +33,22 @@ def parse_timestamp(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
+    try:
+        return bounds.check_instant(parsed)
+    except bounds.OutOfRange:
         return None
-    return parsed.astimezone(UTC)
+
+
+def timestamp_problem(value: object) -> str:
+    """Why :func:`parse_timestamp` refused ``value``, in words for the client."""
+    if isinstance(value, str) and 10 <= len(value) <= 40:
+        try:
+            bounds.check_instant(datetime.fromisoformat(value))
+        except bounds.OutOfRange as exc:
+            return f"client_updated_at {exc}"
+        except ValueError:
+            pass
+    return "client_updated_at is not an ISO 8601 time with offset"
 
 
 def clamp_limit(received_at: datetime, max_skew_s: float) -> datetime:

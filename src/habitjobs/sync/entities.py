@@ -12,14 +12,15 @@ import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Table
 
 from habitjobs.accounts.schemas import Timezone
+from habitjobs.bounds import Instant, LocalDay, SafeText, TimeOfDay
 from habitjobs.db.base import Base
 from habitjobs.habits.models import ALL_DAYS_MASK, FocusSession, Habit, HabitCompletion, Routine
 from habitjobs.reminders.models import Reminder
@@ -32,7 +33,7 @@ OpKind = Literal["upsert", "patch", "delete"]
 FROM_THE_START = date(1970, 1, 1)
 _MAX_SECONDS = 7 * 24 * 3600
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[SafeText, Field(min_length=1, max_length=200)]
 DaysMask = Annotated[int, Field(ge=0, le=ALL_DAYS_MASK)]
 Position = Annotated[int, Field(ge=0, le=10_000)]
 Seconds = Annotated[int, Field(ge=0, le=_MAX_SECONDS)]
@@ -53,7 +54,7 @@ class Data(BaseModel):
 class RoutineData(Data):
     kind: RoutineKind
     name: Name
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask = ALL_DAYS_MASK
     position: Position = 0
 
@@ -61,7 +62,7 @@ class RoutineData(Data):
 class RoutinePatch(Data):
     kind: RoutineKind | None = None
     name: Name | None = None
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask | None = None
     position: Position | None = None
 
@@ -74,8 +75,8 @@ class HabitData(Data):
     target_value: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)] | None = None
     days_mask: DaysMask = ALL_DAYS_MASK
     position: Position = 0
-    created_local_date: date | None = None
-    archived_at: AwareDatetime | None = None
+    created_local_date: LocalDay | None = None
+    archived_at: Instant | None = None
 
     @model_validator(mode="after")
     def _kind_needs(self) -> HabitData:
@@ -94,26 +95,26 @@ class HabitPatch(Data):
     target_value: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)] | None = None
     days_mask: DaysMask | None = None
     position: Position | None = None
-    created_local_date: date | None = None
-    archived_at: AwareDatetime | None = None
+    created_local_date: LocalDay | None = None
+    archived_at: Instant | None = None
 
 
 class CompletionData(Data):
     habit_id: uuid.UUID
-    local_date: date
+    local_date: LocalDay
     status: Literal["done", "skipped"] = "done"
     value: Amount | None = None
     duration_seconds: Seconds | None = None
-    completed_at: AwareDatetime | None = None
+    completed_at: Instant | None = None
     tz: Timezone | None = None
 
 
 class FocusSessionData(Data):
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None = None
+    started_at: Instant
+    ended_at: Instant | None = None
     focus_seconds: Seconds = 0
     status: Literal["completed", "aborted"] = "completed"
-    local_date: date
+    local_date: LocalDay
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> FocusSessionData:
@@ -128,7 +129,7 @@ class ReminderData(Data):
     kind: ReminderKind
     habit_id: uuid.UUID | None = None
     routine_id: uuid.UUID | None = None
-    local_time: time
+    local_time: TimeOfDay
     days_mask: DaysMask = ALL_DAYS_MASK
     # An IANA zone, or null to follow the user's zone.
     timezone: Timezone | None = None

@@ -58,6 +58,9 @@ class StoredMutation(TypedDict):
     id: str
     client_updated_at: str
     data: NotRequired[dict[str, Any] | None]
+    # Set at upload for a mutation holding a value the database cannot keep (its data is then dropped):
+    # the path of that value. The merge rejects the mutation.
+    unstorable: NotRequired[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,15 @@ def _data_error(mutation_id: int, exc: ValidationError) -> Rejection:
 def validate(raw: StoredMutation, *, writer: str, clock_limit: datetime) -> Op | Rejection:
     """Check one mutation's content; the clock gets the writer as tie-break and is clamped."""
     mid = raw["mutation_id"]
+    if "unstorable" in raw:
+        where = raw["unstorable"]
+        return Rejection(
+            mid,
+            INVALID_DATA,
+            f"{where}: contains a character or number that cannot be stored (NUL, an unpaired surrogate, "
+            "infinity or NaN)",
+            field=where,
+        )
     spec = ENTITIES.get(raw["entity"])
     if spec is None:
         return Rejection(mid, UNKNOWN_ENTITY, f"unknown entity {raw['entity']!r}", field="entity")
@@ -118,10 +130,7 @@ def validate(raw: StoredMutation, *, writer: str, clock_limit: datetime) -> Op |
     timestamp = clocks.parse_timestamp(raw["client_updated_at"])
     if timestamp is None:
         return Rejection(
-            mid,
-            INVALID_TIMESTAMP,
-            "client_updated_at is not an ISO 8601 time with offset",
-            "client_updated_at",
+            mid, INVALID_TIMESTAMP, clocks.timestamp_problem(raw["client_updated_at"]), "client_updated_at"
         )
     clock = (clocks.clamp(timestamp, clock_limit), writer)
     values: dict[str, Any] = {}
@@ -179,7 +188,7 @@ def validate_all(
     groups: dict[tuple[str, OpKind], list[StoredMutation]] = {}
     for raw in raws:
         spec = ENTITIES.get(raw["entity"])
-        if spec is None or raw["op"] not in spec.ops:
+        if spec is None or raw["op"] not in spec.ops or "unstorable" in raw:
             one_by_one([raw])
         else:
             groups.setdefault((spec.name, raw["op"]), []).append(raw)

@@ -5,6 +5,7 @@ Services never commit: the route's or the job's transaction does.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitjobs import bounds
 from habitjobs.caps import entity_caps
 from habitjobs.config import Settings
 from habitjobs.errors import (
@@ -42,9 +44,7 @@ FINAL_STATUSES = frozenset({"applied", "failed"})
 # A batch following a mutation nobody uploaded waits this long once (that upload may be in flight).
 GAP_WAIT_S = 2.0
 
-# A NUL escape not preceded by an escaped backslash: PostgreSQL text cannot hold NUL.
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-_MUTATIONS = TypeAdapter(list[MutationIn])
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _STORED = TypeAdapter(list[StoredMutation])
 
 
@@ -70,14 +70,50 @@ def batch_of_job_id(job_id: str) -> uuid.UUID | None:
 
 
 def _payload_json(mutations: list[MutationIn]) -> str:
-    """The mutations as JSON text for a jsonb column, or 422 for text PostgreSQL cannot store."""
-    try:
-        encoded = _MUTATIONS.dump_json(mutations, exclude_none=True)
-    except pydantic_core.PydanticSerializationError:
-        raise InvalidInput("the batch contains text that is not valid Unicode", field="mutations") from None
-    if b"\\u0000" in encoded and _NUL_ESCAPE.search(encoded):
-        raise InvalidInput("text may not contain the NUL character (\\u0000)", field="mutations")
-    return encoded.decode()
+    """The mutations as JSON text for a jsonb column.
+
+    A mutation carrying something the column cannot keep (NUL, an unpaired surrogate, a number that is
+    not finite) is stored without its data and with the path of the first such value: the merge rejects
+    it alone (``invalid_data``) and merges the others, as for any other bad content.
+    """
+    stored: list[dict[str, Any]] = []
+    for mutation in mutations:
+        row = mutation.model_dump(exclude_none=True)
+        where = _unstorable_path(row)
+        if where is not None:
+            row = {
+                "mutation_id": mutation.mutation_id,
+                **{key: _storable(row[key]) for key in ("entity", "op", "id", "client_updated_at")},
+                "unstorable": where,
+            }
+        stored.append(row)
+    return pydantic_core.to_json(stored).decode()
+
+
+def _storable(text: str) -> str:
+    return text if bounds.is_storable_text(text) else _UNSTORABLE.sub("\ufffd", text)
+
+
+def _unstorable_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first value in ``value`` that JSON text in PostgreSQL cannot hold."""
+    if isinstance(value, str):
+        return None if bounds.is_storable_text(value) else path
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if not bounds.is_storable_text(str(key)):
+                return path or "data"
+            found = _unstorable_path(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable_path(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def _check_envelope(settings: Settings, body: PushIn) -> None:
