@@ -8,6 +8,9 @@ from habitjobs.admin.schemas import JobDetailOut, JobPageOut, QueueOut, RetriedO
 from habitjobs.api.deps import ResourcesDep, require_admin
 from habitjobs.queue.operations import MAX_PAGE_SIZE, JobOperations
 
+# Beyond any real queue's length; a larger page would overflow Redis' 64-bit range indexes.
+MAX_PAGE = 1_000_000
+
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
@@ -27,7 +30,7 @@ async def list_jobs(
     state: str = Query(
         "failed", description="waiting, active, delayed, prioritized, completed, failed, paused"
     ),
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE, description=f"at most {MAX_PAGE}"),
     page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ) -> JobPageOut:
     return JobPageOut.of(await _ops(resources).list_jobs(queue, state, page=page, page_size=page_size))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -11,11 +10,12 @@ from fastapi import APIRouter, Query
 from habitjobs.analytics import service
 from habitjobs.analytics.schemas import DailyStatsPage, StreakOut, WeeklyStatsPage
 from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.bounds import LocalDay
 
 router = APIRouter(prefix="/v1", tags=["statistics"])
 
-From = Annotated[date, Query(alias="from", description="first local day (YYYY-MM-DD), inclusive")]
-To = Annotated[date, Query(description="last local day (YYYY-MM-DD), inclusive")]
+From = Annotated[LocalDay, Query(alias="from", description="first local day (YYYY-MM-DD), inclusive")]
+To = Annotated[LocalDay, Query(description="last local day (YYYY-MM-DD), inclusive")]
 
 
 @router.get("/stats/daily")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.bounds import SafeText
 from habitjobs.errors import NotFound
 from habitjobs.queue.inspect import get_job
 from habitjobs.queue.outbox import find_owned
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+JobId = Annotated[SafeText, Path(min_length=1, max_length=256, description="the job_id a route answered")]
 
 
 class JobOut(BaseModel):
@@ -34,7 +37,7 @@ class JobOut(BaseModel):
 
 
 @router.get("/jobs/{job_id}")
-async def job_status(job_id: str, user_id: CurrentUser, resources: ResourcesDep) -> JobOut:
+async def job_status(job_id: JobId, user_id: CurrentUser, resources: ResourcesDep) -> JobOut:
     async with resources.db.transaction() as session:
         row = await find_owned(session, job_id, user_id)
     if row is None:

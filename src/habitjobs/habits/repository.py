@@ -52,6 +52,14 @@ async def insert_new(session: AsyncSession, model: type[Entity], values: dict[st
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def owner_of(
+    session: AsyncSession, model: type[Routine | Habit | Reminder], entity_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The user whose row has this id (live or deleted), or None when no row has it."""
+    owner: uuid.UUID | None = await session.scalar(select(model.user_id).where(model.id == entity_id))
+    return owner
+
+
 async def update_owned(
     session: AsyncSession,
     model: type[Entity],

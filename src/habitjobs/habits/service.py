@@ -9,10 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs import caps
 from habitjobs.clock import Clock
-from habitjobs.errors import Conflict, InvalidInput, NotFound
+from habitjobs.errors import Conflict, HabitjobsError, InvalidInput, NotFound
 from habitjobs.habits import repository as repo
 from habitjobs.habits.models import Habit, Routine
 from habitjobs.habits.schemas import HabitIn, HabitPatch, RoutineIn, RoutinePatch
+from habitjobs.reminders.models import Reminder
 from habitjobs.sync.repository import bump_version
 
 # Writes made through the API (not from a device's offline queue) carry this as their writer id, which
@@ -36,6 +37,17 @@ async def stamp_api_write(session: AsyncSession, clock: Clock, user_id: uuid.UUI
     return {"server_version": version, "client_updated_at": clock.now(), "device_id": API_WRITER}
 
 
+async def id_taken(
+    session: AsyncSession, model: type[Routine | Habit | Reminder], user_id: uuid.UUID, entity_id: uuid.UUID
+) -> HabitjobsError:
+    """The answer to a create whose client-chosen id is taken: 409 when the caller's own row has it; for
+    another user's row, 404 — as for any id the caller cannot see — so nothing confirms that it exists."""
+    what = model.__tablename__.removesuffix("s")
+    if await repo.owner_of(session, model, entity_id) == user_id:
+        return Conflict(f"a {what} with id {entity_id} already exists", field="id")
+    return NotFound(f"{what} {entity_id} not found")
+
+
 async def list_routines(session: AsyncSession, user_id: uuid.UUID) -> list[Routine]:
     return await repo.list_live(session, Routine, user_id)
 
@@ -57,7 +69,7 @@ async def create_routine(
     caps.ROUTINES.check(await repo.count_live(session, Routine, user_id), max_routines)
     routine = await repo.insert_new(session, Routine, values)
     if routine is None:
-        raise Conflict(f"a routine with id {values['id']} already exists", field="id")
+        raise await id_taken(session, Routine, user_id, values["id"])
     return routine
 
 
@@ -118,7 +130,7 @@ async def create_habit(
     caps.HABITS.check(await repo.count_live(session, Habit, user_id), max_habits)
     habit = await repo.insert_new(session, Habit, values)
     if habit is None:
-        raise Conflict(f"a habit with id {values['id']} already exists", field="id")
+        raise await id_taken(session, Habit, user_id, values["id"])
     return habit
 
 

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs import caps
 from habitjobs.clock import Clock
-from habitjobs.errors import Conflict, InvalidInput, NotFound
+from habitjobs.errors import InvalidInput, NotFound
 from habitjobs.habits import repository as shared
 from habitjobs.habits.models import Habit, Routine
-from habitjobs.habits.service import stamp_api_write
+from habitjobs.habits.service import id_taken, stamp_api_write
 from habitjobs.reminders import repository as repo
 from habitjobs.reminders.models import Reminder
 from habitjobs.reminders.schedule import next_fire_at
@@ -74,7 +74,7 @@ async def create_reminder(
     )
     reminder = await shared.insert_new(session, Reminder, values)
     if reminder is None:
-        raise Conflict(f"a reminder with id {values['id']} already exists", field="id")
+        raise await id_taken(session, Reminder, user_id, values["id"])
     return reminder
 
 

@@ -180,6 +180,11 @@ class DirtyMarks:
         current = self.streaks.get(habit_id)
         self.streaks[habit_id] = from_date if current is None else min(current, from_date)
 
+    def merge(self, other: DirtyMarks) -> None:
+        self.days |= other.days
+        for habit_id, from_date in other.streaks.items():
+            self.streak(habit_id, from_date)
+
     def __bool__(self) -> bool:
         return bool(self.days or self.streaks)
 

@@ -7,6 +7,7 @@ one statement, tombstone the children of deleted rows. Then the dirty marks, in 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,16 @@ from habitjobs.reminders.service import refresh_next_fire
 from habitjobs.sync import merge_sql, owned_caps
 from habitjobs.sync.entities import ENTITIES, DirtyMarks, EntitySpec
 from habitjobs.sync.lww import EntityMerge, merge_entity
-from habitjobs.sync.mutations import ID_CONFLICT, Op, Rejection, StoredMutation, validate_all
+from habitjobs.sync.mutations import (
+    ID_CONFLICT,
+    UNPROCESSABLE,
+    Op,
+    Rejection,
+    StoredMutation,
+    validate_all,
+)
+
+log = logging.getLogger(__name__)
 
 # Columns the server derives from a merged row, refreshed once the rows are written.
 _DERIVED = {"reminder": refresh_next_fire}
@@ -63,6 +73,64 @@ async def merge_chunk(
         await merge_sql.mark_dirty(session, user_id, outcome.marks)
     outcome.rejected.sort(key=lambda r: r.mutation_id)
     return outcome
+
+
+async def merge_chunk_isolated(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    writer: str,
+    chunk: Sequence[StoredMutation],
+    version: int,
+    clock_limit: datetime,
+    now: datetime,
+    caps: Mapping[str, int] | None = None,
+) -> ChunkOutcome:
+    """:func:`merge_chunk`, except that a mutation the database still refuses (a value that passed every
+    check and fails anyway) is rejected alone (``unprocessable``) instead of failing the batch — which
+    would fail again at every retry and hold back the client's later uploads.
+
+    The chunk is merged in one go under a savepoint; only when that fails on content are its mutations
+    merged again one by one, each under its own savepoint.
+    """
+
+    async def merge(mutations: Sequence[StoredMutation]) -> ChunkOutcome:
+        async with session.begin_nested():
+            return await merge_chunk(
+                session,
+                user_id=user_id,
+                writer=writer,
+                chunk=mutations,
+                version=version,
+                clock_limit=clock_limit,
+                now=now,
+                caps=caps,
+            )
+
+    try:
+        return await merge(chunk)
+    except Exception as exc:
+        if not merge_sql.is_content_error(exc):
+            raise
+        log.warning(
+            "a chunk of %d mutations failed on content (%s); merging them one by one", len(chunk), exc
+        )
+    total = ChunkOutcome()
+    for raw in chunk:
+        try:
+            one = await merge([raw])
+        except Exception as exc:
+            if not merge_sql.is_content_error(exc):
+                raise
+            message = f"the server could not store this mutation ({type(exc).__name__})"
+            total.rejected.append(Rejection(raw["mutation_id"], UNPROCESSABLE, message))
+            continue
+        total.applied += one.applied
+        total.stale += one.stale
+        total.rejected.extend(one.rejected)
+        total.marks.merge(one.marks)
+    total.rejected.sort(key=lambda r: r.mutation_id)
+    return total
 
 
 async def _merge_entity(

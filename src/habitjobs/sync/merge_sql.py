@@ -26,6 +26,19 @@ from habitjobs.sync.entities import ENTITIES, DirtyMarks, EntitySpec
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+def is_content_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database (or a computation before it) refused a value — a data exception
+    (SQLSTATE class 22: out of range, bad encoding, ...) or a constraint violation (class 23) — rather
+    than that the store is unwell. Retrying the same values cannot help."""
+    if isinstance(exc, OverflowError | ValueError | ArithmeticError):
+        return True
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):
+            return True
+    return False
+
+
 async def _driver(session: AsyncSession) -> Any:
     """The asyncpg connection under ``session``, inside the session's transaction.
 

@@ -28,6 +28,8 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 INVALID_DATA = "invalid_data"
 NOT_FOUND = "not_found"
 ID_CONFLICT = "id_conflict"
+# Passed every check, yet the database refused it (the merge isolates it instead of failing the batch).
+UNPROCESSABLE = "unprocessable"
 
 
 class MutationIn(BaseModel):

@@ -34,7 +34,7 @@ from habitjobs.sync import clocks
 from habitjobs.sync import cursor as cursors
 from habitjobs.sync import repository as repo
 from habitjobs.sync.entities import ENTITIES
-from habitjobs.sync.merge import merge_chunk
+from habitjobs.sync.merge import merge_chunk_isolated
 from habitjobs.sync.models import SyncBatch
 from habitjobs.sync.mutations import MutationIn, StoredMutation, plan
 from habitjobs.sync.schemas import SCHEMA_VERSION, PullOut, PushIn, TableChanges
@@ -330,7 +330,7 @@ async def merge_next_chunk(
         await repo.save_progress(session, batch, "applied", result)
         return Step(True, "applied", result)
     chunk = todo.pending[: settings.sync_chunk_mutations]
-    outcome = await merge_chunk(
+    outcome = await merge_chunk_isolated(
         session,
         user_id=work.user_id,
         writer=work.client_id,
