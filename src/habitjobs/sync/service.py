@@ -179,7 +179,7 @@ async def store_uploads(
     Per upload: the batch and whether it is new; or the error to answer. A batch id seen before gives
     the stored batch (its current status) and stages nothing — also when two identical requests race,
     in one group or in two: the second insert waits for the first and then finds its row. Another
-    user's batch id is refused without saying anything about that batch. A user that does not exist any
+    user's batch id is answered 404, as for any batch the caller cannot see. A user that does not exist any
     more fails the whole statement (:class:`Unauthorized`), so the caller can retry uploads one by one.
     """
     first: dict[uuid.UUID, Upload] = {}
@@ -201,7 +201,8 @@ async def store_uploads(
     for upload in uploads:
         batch = known.get(upload.batch_id)
         if batch is None or batch.user_id != upload.user_id:
-            outcomes.append(Conflict("this batch_id cannot be used; generate a new one", field="batch_id"))
+            # Another user's batch: answered like an id nobody has, so nothing confirms it exists.
+            outcomes.append(NotFound(f"batch {upload.batch_id} not found"))
         else:
             outcomes.append((batch, upload is first[upload.batch_id] and upload.batch_id in inserted))
     return outcomes
