@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
-from habitjobs.errors import Conflict, Unauthorized
+from habitjobs.errors import NotFound, Unauthorized
 from habitjobs.queue.models import OutboxRow
 from habitjobs.resources import Resources
 from habitjobs.sync import service
@@ -67,7 +67,7 @@ async def test_one_bad_upload_in_a_group_fails_alone(resources: Resources, make_
 
     assert outcomes[0][1] is True  # type: ignore[index]
     assert isinstance(outcomes[1], Unauthorized)
-    assert isinstance(outcomes[2], Conflict)
+    assert isinstance(outcomes[2], NotFound)  # answered like a batch nobody has
     assert sorted(o[1] for o in outcomes[3:5]) == [False, True]  # type: ignore[index]
     assert outcomes[5][1] is False  # type: ignore[index]
     assert outcomes[5][0].batch_id == taken.batch_id  # type: ignore[index]
