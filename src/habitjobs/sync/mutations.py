@@ -38,7 +38,8 @@ class MutationIn(BaseModel):
     Only the shape: entity, op, id, timestamp and data are checked by the merge, mutation by mutation.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Non-finite numbers are written as constants (never silently as null): the upload check spots them.
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
     mutation_id: int = Field(ge=1, le=2**53, description="the client's sequence number, +1 per mutation")
     entity: str = Field(min_length=1, max_length=64, examples=["habit_completion"])

@@ -45,6 +45,9 @@ FINAL_STATUSES = frozenset({"applied", "failed"})
 GAP_WAIT_S = 2.0
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In an upload's JSON (non-finite numbers written as constants), what may mean a value PostgreSQL cannot
+# keep; only then is the upload looked at value by value (the markers may also be plain text).
+_SUSPECT = (b"\\u0000", b"Infinity", b"NaN")
 _STORED = TypeAdapter(list[StoredMutation])
 
 
@@ -76,6 +79,12 @@ def _payload_json(mutations: list[MutationIn]) -> str:
     not finite) is stored without its data and with the path of the first such value: the merge rejects
     it alone (``invalid_data``) and merges the others, as for any other bad content.
     """
+    try:
+        encoded = pydantic_core.to_json(mutations, exclude_none=True, inf_nan_mode="constants")
+    except pydantic_core.PydanticSerializationError:  # an unpaired surrogate
+        encoded = b""
+    if encoded and not any(marker in encoded for marker in _SUSPECT):
+        return encoded.decode()  # the common case: one pass, nothing to look for
     stored: list[dict[str, Any]] = []
     for mutation in mutations:
         row = mutation.model_dump(exclude_none=True)
