@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import httpx
@@ -24,8 +25,10 @@ from habitjobs.accounts import service as accounts
 from habitjobs.config import Settings
 from habitjobs.db import migrate
 from habitjobs.resources import Resources
+from habitjobs.sync.entities import completion_id
 from habitjobs.sync.models import SyncBatch
 from tests.conftest import ApiUser
+from tests.support.analytics_data import run_recompute
 from tests.support.sync import Device, accept, apply, ts
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
@@ -426,3 +429,93 @@ async def test_extreme_values_are_rejected_precisely_and_never_wedge_the_phone(
     pulled = (await client.get("/v1/sync/pull", headers=user.headers)).json()
     assert {h["id"] for h in pulled["changes"]["habits"]["upserted"]} == written
     assert {h["id"] for h in (await _export(resources, user.id))["habits"]} == written
+
+
+_AMOUNTS = [
+    Value(0, True),
+    Value(1.5, True),
+    Value("9999999999.99", True),
+    Value(-1, False),
+    Value(0.001, False),
+    Value(10**40, False),
+    Value(float("inf"), False),
+]
+_SECONDS = [
+    Value(0, True),
+    Value(7 * 24 * 3600, True),
+    Value(7 * 24 * 3600 + 1, False),
+    Value(-1, False),
+    Value(2**63, False),
+    Value(float("nan"), False),
+]
+
+
+@st.composite
+def _day_records(draw: st.DrawFn) -> tuple[str, dict[str, Any], bool]:
+    """A completion or a focus session with extreme days, instants and numbers: (entity, data, ok)."""
+    day = draw(st.sampled_from(_DATES))
+    if draw(st.booleans()):
+        fields = {"local_date": day, "value": draw(st.sampled_from(_AMOUNTS))}
+        if draw(st.booleans()):
+            fields["completed_at"] = draw(st.sampled_from(_INSTANTS))
+        entity = "habit_completion"
+    else:
+        start = draw(st.sampled_from(_INSTANTS))
+        fields = {"local_date": day, "started_at": start, "focus_seconds": draw(st.sampled_from(_SECONDS))}
+        if draw(st.booleans()):
+            fields["ended_at"] = start  # never before the start: only the edges are under test
+        entity = "focus_session"
+    return entity, {k: v.raw for k, v in fields.items()}, all(v.ok for v in fields.values())
+
+
+@PROPERTY
+@given(records=st.lists(_day_records(), min_size=1, max_size=6))
+async def test_days_and_numbers_at_the_edges_are_stored_computed_and_exported(
+    client: httpx.AsyncClient,
+    resources: Resources,
+    make_user: MakeUser,
+    records: list[tuple[str, dict[str, Any], bool]],
+) -> None:
+    user = await make_user()
+    phone = Device()
+    habit = uuid.uuid4()
+    phone.record("habit", "upsert", habit, 0, {"name": "Edge", "created_local_date": "1970-01-01"})
+    written: dict[str, set[str]] = {"habit_completions": set(), "focus_sessions": set()}
+    expected_rejected = []
+    for entity, data, ok in records:
+        if entity == "habit_completion":
+            row_id = completion_id(habit, date.fromisoformat(data["local_date"]))
+            data = {**data, "habit_id": str(habit)}
+        else:
+            row_id = uuid.uuid4()
+        mutation = phone.record(entity, "upsert", row_id, 1, data)
+        if ok:
+            written[f"{entity}s" if entity == "focus_session" else "habit_completions"].add(str(row_id))
+        else:
+            expected_rejected.append(mutation["mutation_id"])
+    answer = await _post_json(client, "/v1/sync/push", phone.batch(), user)
+    assert answer.status_code == 202, answer.text
+    batch_id = uuid.UUID(answer.json()["batch_id"])
+    await apply(resources, batch_id)
+    batch = await _batch(resources, batch_id)
+    assert batch.status == "applied", batch.error
+    assert [r["mutation_id"] for r in batch.result["rejected"]] == expected_rejected
+    # The statistics and the streak are computed over whatever was accepted, and read back.
+    await run_recompute(resources, user.id)
+    for url in (
+        "/v1/stats/daily?from=1970-01-01&to=1970-12-31",
+        "/v1/stats/daily?from=2099-01-01&to=2099-12-31",
+        "/v1/stats/weekly?from=1970-01-01&to=1970-12-31",
+        "/v1/stats/weekly?from=2099-01-01&to=2099-12-31",
+        f"/v1/habits/{habit}/streak",
+        "/v1/habits",
+        "/v1/sync/pull",
+    ):
+        read = await client.get(url, headers=user.headers)
+        assert read.status_code == 200, (url, read.text)
+    document = await _export(resources, user.id)
+    for table, ids in written.items():
+        assert {row["id"] for row in document[table]} == ids
+    pulled = (await client.get("/v1/sync/pull", headers=user.headers)).json()["changes"]
+    for table, ids in written.items():
+        assert {row["id"] for row in pulled[table]["upserted"]} == ids
