@@ -193,6 +193,9 @@ async def test_edges_of_query_and_path_values_are_4xx(client: httpx.AsyncClient,
     assert page.json()["error"]["field"] == "page"
     last = await client.get("/admin/queues/default/jobs?page=1000000", headers=admin.headers)
     assert last.status_code == 200
+    for cursor in ("%00", "9" * 40, "1.99999999999999999999.x", "-1"):
+        pull = await client.get(f"/v1/sync/pull?cursor={cursor}", headers=user.headers)
+        assert pull.status_code in (200, 422), pull.text
 
 
 # --- sync -----------------------------------------------------------------------------------------
@@ -254,8 +257,10 @@ async def test_instants_stored_beyond_the_range_are_repaired_by_the_migration(
             ),
             {"id": uuid.UUID(habit_id)},
         )
-    await asyncio.to_thread(migrate.downgrade, settings.database_url, "0010")
-    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    url = settings.database_url
+    assert url is not None
+    await asyncio.to_thread(migrate.downgrade, url, "0010")
+    await asyncio.to_thread(migrate.upgrade, url)
     listed = await client.get("/v1/habits", headers=user.headers)
     assert listed.status_code == 200, listed.text
     [habit] = listed.json()
