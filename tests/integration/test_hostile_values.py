@@ -524,3 +524,38 @@ async def test_days_and_numbers_at_the_edges_are_stored_computed_and_exported(
     pulled = (await client.get("/v1/sync/pull", headers=user.headers)).json()["changes"]
     for table, ids in written.items():
         assert {row["id"] for row in pulled[table]["upserted"]} == ids
+
+
+async def test_a_mutation_the_database_refuses_anyway_is_rejected_alone(
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
+    """A value every check passes but the database refuses (here a constraint the checks do not know)
+    is rejected alone as ``unprocessable``; the batch applies and the phone's next upload too."""
+    user = await make_user()
+    async with resources.db.transaction() as session:
+        await session.execute(
+            text("ALTER TABLE habits ADD CONSTRAINT test_refused_name CHECK (name <> 'Refused')")
+        )
+    try:
+        phone = Device()
+        kept = [uuid.uuid4(), uuid.uuid4()]
+        phone.record("habit", "upsert", kept[0], 0, {"name": "Before"})
+        phone.record("habit", "upsert", uuid.uuid4(), 0, {"name": "Refused"})
+        phone.record("habit", "upsert", kept[1], 0, {"name": "After"})
+        phone.record("habit", "upsert", uuid.uuid4(), 0, {"name": "x\u0000"})
+        batch = await _push(resources, user, phone.batch())
+        assert batch.status == "applied", batch.error
+        assert batch.result["applied"] == 2
+        assert [(r["mutation_id"], r["code"]) for r in batch.result["rejected"]] == [
+            (2, "unprocessable"),
+            (4, "invalid_data"),
+        ]
+        phone.record("habit", "patch", kept[0], 1, {"name": "Later"})
+        later = await _push(resources, user, phone.batch())
+        assert later.status == "applied"
+        assert later.result["applied"] == 1
+    finally:
+        async with resources.db.transaction() as session:
+            await session.execute(text("ALTER TABLE habits DROP CONSTRAINT test_refused_name"))
+    names = {h["name"] for h in (await client.get("/v1/habits", headers=user.headers)).json()}
+    assert names == {"Later", "After"}
