@@ -351,10 +351,10 @@ async def _do(ops: JobOperations, form: dict[str, str]) -> tuple[str, str, str]:
     action, queue, job_id = form.get("action", ""), form.get("queue", ""), form.get("job_id", "")
     if action == "retry":
         job = await ops.retry(queue, job_id)
-        return action, f"{queue}/{job_id}", f"job {job_id} is {job.state} again"
+        return action, f"{queue}/{job_id}", f"job {job_id} retried (now {job.state})"
     if action == "promote":
         job = await ops.promote(queue, job_id)
-        return action, f"{queue}/{job_id}", f"job {job_id} is {job.state} now"
+        return action, f"{queue}/{job_id}", f"job {job_id} promoted (now {job.state})"
     if action == "remove":
         await ops.remove(queue, job_id)
         return action, f"{queue}/{job_id}", f"job {job_id} removed"
