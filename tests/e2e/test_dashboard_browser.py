@@ -121,11 +121,11 @@ async def test_an_operator_sees_a_failure_live_reads_its_trace_and_retries_it(
     browser: Browser, stack: Stack
 ) -> None:
     page = await signed_in_page(browser, stack)
+    await expect(page.locator(f'tr[data-queue="{DEFAULT}"] [data-workers]')).not_to_have_text("0")
+    await shoot(page, "overview")
     # Keyboard: the first Tab reaches the skip link, then the navigation.
     await page.keyboard.press("Tab")
     await expect(page.locator(":focus")).to_have_text("Skip to content")
-    await expect(page.locator(f'tr[data-queue="{DEFAULT}"] [data-workers]')).not_to_have_text("0")
-    await shoot(page, "overview")
 
     await page.goto(f"{stack.base_url}/admin/jobs/{ANALYTICS}/failed")
     await page.evaluate("window.stillTheSamePage = true")

@@ -8,7 +8,7 @@ import typer
 from habitjobs.accounts.repository import get_or_create_user, update_user
 from habitjobs.cli.common import fail, run, settings_or_exit
 from habitjobs.config import Settings
-from habitjobs.dashboard.sessions import AdminSessions
+from habitjobs.dashboard.sessions import for_settings
 from habitjobs.db.engine import Database
 
 app = typer.Typer(no_args_is_help=True, help="The operators' dashboard (/admin).")
@@ -28,13 +28,7 @@ async def login_code(settings: Settings, email: str, *, grant: bool) -> str | No
         await db.dispose()
     redis = aioredis.from_url(settings.require_redis_url(), decode_responses=True)
     try:
-        sessions = AdminSessions(
-            redis,
-            settings.queue_prefix,
-            login_ttl_s=settings.admin_login_ttl_s,
-            session_ttl_s=settings.admin_session_ttl_s,
-        )
-        return await sessions.new_login_code(user.id)
+        return await for_settings(redis, settings).new_login_code(user.id)
     finally:
         await redis.aclose()
 

@@ -31,6 +31,7 @@ from habitjobs.api.deps import get_authenticator, get_resources
 from habitjobs.dashboard import activity as activity_repo
 from habitjobs.dashboard import repository as audit
 from habitjobs.dashboard.sessions import AdminSessions, Session
+from habitjobs.dashboard.sessions import for_settings as sessions_for
 from habitjobs.errors import Forbidden, HabitjobsError, InvalidInput, Unauthorized
 from habitjobs.queue.operations import STATES, JobFilter, JobOperations
 from habitjobs.resources import Resources
@@ -68,13 +69,7 @@ class Operator:
 
 
 def _sessions(resources: Resources) -> AdminSessions:
-    s = resources.settings
-    return AdminSessions(
-        resources.producer.redis,
-        s.queue_prefix,
-        login_ttl_s=s.admin_login_ttl_s,
-        session_ttl_s=s.admin_session_ttl_s,
-    )
+    return sessions_for(resources.producer.redis, resources.settings)
 
 
 def _ops(resources: Resources) -> JobOperations:

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from habitjobs.config import Settings
+
 _LOGIN = "admin:login"
 _SESSION = "admin:session"
 
@@ -83,3 +85,21 @@ class AdminSessions:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def close_all_of(self, user_id: uuid.UUID) -> int:
+        """End every dashboard session of ``user_id`` (their account is being deleted); how many."""
+        closed = 0
+        async for key in self._redis.scan_iter(match=f"{self._prefix}:{_SESSION}:*", count=1000):
+            raw = await self._redis.get(key)
+            if raw is not None and json.loads(raw).get("user_id") == str(user_id):
+                closed += int(await self._redis.delete(key))
+        return closed
+
+
+def for_settings(redis: Any, settings: Settings) -> AdminSessions:
+    return AdminSessions(
+        redis,
+        settings.queue_prefix,
+        login_ttl_s=settings.admin_login_ttl_s,
+        session_ttl_s=settings.admin_session_ttl_s,
+    )
