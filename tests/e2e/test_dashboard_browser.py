@@ -28,6 +28,7 @@ from tests.support.workers import ApiProcess, WorkerProcess, process_env
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TEST_JOBS = {"HABITJOBS_EXTRA_JOB_MODULES": "tests.support.testjobs"}
+VIOLATIONS: list[str] = []
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,6 +83,11 @@ async def new_page(browser: Browser, *, width: int = 1280, height: int = 800) ->
         await dialog.accept()
 
     page.on("dialog", accept)
+    # The pages must work under their own Content-Security-Policy: Chromium reports every violation.
+    page.on(
+        "console",
+        lambda message: VIOLATIONS.append(message.text) if "Content Security" in message.text else None,
+    )
     return page
 
 
@@ -162,6 +168,7 @@ async def test_an_operator_sees_a_failure_live_reads_its_trace_and_retries_it(
     await phone.goto(f"{stack.base_url}/admin")
     await expect(phone.get_by_role("heading", name="Queues")).to_be_visible()
     await shoot(phone, "overview-phone")
+    assert VIOLATIONS == []
 
 
 async def test_retry_all_failed_by_name_and_pause_resume(browser: Browser, stack: Stack) -> None:
