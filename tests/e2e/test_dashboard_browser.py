@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from tests.support.workers import ApiProcess, WorkerProcess, process_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+MakeUser = Callable[..., Awaitable[ApiUser]]
 TEST_JOBS = {"HABITJOBS_EXTRA_JOB_MODULES": "tests.support.testjobs"}
 VIOLATIONS: list[str] = []
 
@@ -163,8 +164,8 @@ async def test_an_operator_sees_a_failure_live_reads_its_trace_and_retries_it(
     await expect(page.get_by_role("heading", name="What the jobs did")).to_be_visible()
     await shoot(page, "activity")
 
-    phone = await new_page(browser, width=390, height=844)
-    await phone.context.add_cookies(await page.context.cookies())
+    phone = await page.context.new_page()  # signed in too: same browser context
+    await phone.set_viewport_size({"width": 390, "height": 844})
     await phone.goto(f"{stack.base_url}/admin")
     await expect(phone.get_by_role("heading", name="Queues")).to_be_visible()
     await shoot(phone, "overview-phone")
@@ -206,7 +207,7 @@ async def test_retry_all_failed_by_name_and_pause_resume(browser: Browser, stack
 async def test_non_admins_signed_out_visitors_and_other_sites_are_refused(
     browser: Browser,
     stack: Stack,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     page = await new_page(browser)
     await page.goto(f"{stack.base_url}/admin/jobs/{DEFAULT}/failed")

@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -24,6 +24,7 @@ from tests.fakes.push import eventually
 from tests.integration.test_admin_jobs import TEST_JOBS, failed_job
 from tests.support.workers import process_env
 
+MakeUser = Callable[..., Awaitable[ApiUser]]
 ORIGIN = "http://api.test"
 
 
@@ -100,7 +101,7 @@ async def test_a_printed_code_signs_in_once_with_a_strict_cookie(
 async def test_signed_out_and_non_admins_are_refused(
     web: httpx.AsyncClient,
     job_resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     signed_out = await web.get("/admin")
     assert signed_out.status_code == 303
@@ -167,6 +168,14 @@ async def test_actions_go_through_the_operations_and_the_audit_log(
     assert f'data-job="{job_id}"' in listed.text
     none = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"name": "test.fair"})
     assert 'data-job="' not in none.text
+    later = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"since": "2999-01-01T00:00"})
+    assert 'data-job="' not in later.text
+    earlier = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"until": "2999-01-01T00:00"})
+    assert f'data-job="{job_id}"' in earlier.text
+    bad = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"since": "yesterday"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "since"
+    assert (await web.get("/admin/jobs/nope/failed")).status_code == 404
 
     back = f"/admin/job/{DEFAULT}/{job_id}"
     retried = await web.post(
@@ -193,7 +202,7 @@ async def test_actions_go_through_the_operations_and_the_audit_log(
 async def test_workers_are_listed_under_the_name_node_bullmq_looks_for(
     web: httpx.AsyncClient,
     job_resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
     redis_url: str,
 ) -> None:
     runtime = WorkerRuntime(job_resources, queues=[DEFAULT, ANALYTICS])
