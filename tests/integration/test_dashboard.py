@@ -172,6 +172,9 @@ async def test_actions_go_through_the_operations_and_the_audit_log(
     assert 'data-job="' not in later.text
     earlier = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"until": "2999-01-01T00:00"})
     assert f'data-job="{job_id}"' in earlier.text
+    named = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"name": "test.effect"})
+    assert "Retry all failed test.effect jobs" in named.text
+    assert '<input type="hidden" name="name" value="test.effect">' in named.text
     bad = await web.get(f"/admin/jobs/{DEFAULT}/failed", params={"since": "yesterday"})
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "since"
