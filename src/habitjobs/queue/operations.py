@@ -55,7 +55,7 @@ class QueueHealth:
     summary: QueueSummary
     last_hour: QueueMetrics
     oldest_waiting_s: float | None
-    workers: int
+    workers: int | None  # None: unknown (the Redis server refused CLIENT LIST)
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,12 @@ class JobOperations:
     async def overview(self) -> list[QueueHealth]:
         """Every queue: counts, the last hour's completed and failed jobs, the oldest wait, workers."""
         redis, prefix = self._producer.redis, self._producer.prefix
-        workers = await self.workers()
+        workers: list[WorkerInfo] | None
+        try:
+            workers = await self.workers()
+        except Exception as exc:  # a managed Redis may refuse CLIENT LIST: the rest is still worth showing
+            log.warning("workers unknown: CLIENT LIST failed: %s", exc)
+            workers = None
         out = []
         for summary in await self.queues():
             out.append(
@@ -133,7 +138,7 @@ class JobOperations:
                     summary=summary,
                     last_hour=await queue_metrics(redis, prefix, summary.name),
                     oldest_waiting_s=await oldest_waiting_age_s(redis, prefix, summary.name),
-                    workers=sum(1 for w in workers if w.queue == summary.name),
+                    workers=None if workers is None else sum(1 for w in workers if w.queue == summary.name),
                 )
             )
         return out
