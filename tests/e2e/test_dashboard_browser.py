@@ -169,6 +169,11 @@ async def test_an_operator_sees_a_failure_live_reads_its_trace_and_retries_it(
     await phone.goto(f"{stack.base_url}/admin")
     await expect(phone.get_by_role("heading", name="Queues")).to_be_visible()
     await shoot(phone, "overview-phone")
+    await page.emulate_media(color_scheme="dark")  # prefers-color-scheme: dark
+    await page.goto(f"{stack.base_url}/admin/job/{ANALYTICS}/browser-one-1")
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)"
+    await shoot(page, "job-dark")
     assert VIOLATIONS == []
 
 
