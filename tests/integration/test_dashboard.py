@@ -179,6 +179,11 @@ async def test_actions_go_through_the_operations_and_the_audit_log(
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "since"
     assert (await web.get("/admin/jobs/nope/failed")).status_code == 404
+    assert (await web.get("/admin/activity")).status_code == 200
+    one_user = await web.get("/admin/activity", params={"user": "00000000-0000-0000-0000-000000000001"})
+    assert one_user.status_code == 200
+    assert "Sync batches with rejected mutations (user 00000000-0000-0000-0000-000000000001)" in one_user.text
+    assert (await web.get("/admin/activity", params={"user": "me"})).json()["error"]["field"] == "user"
 
     back = f"/admin/job/{DEFAULT}/{job_id}"
     retried = await web.post(
