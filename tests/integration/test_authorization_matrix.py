@@ -24,12 +24,16 @@ from fastapi.routing import iter_route_contexts
 
 from habitjobs.api.app import create_app
 from habitjobs.config import Settings
+from habitjobs.dashboard.routes import COOKIE
+from habitjobs.dashboard.sessions import AdminSessions
+from habitjobs.dashboard.sessions import for_settings as sessions_for
 from habitjobs.queue.names import DEFAULT
 from habitjobs.resources import Resources
 from tests.conftest import ApiUser
 from tests.support.sync import body, ts
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
+ORIGIN = "http://api.test"
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,10 @@ Call = Callable[[World], tuple[str, Any]]
 
 @dataclass(frozen=True)
 class Rule:
-    # public: no token needed; user: any signed-in user; admin: users with the admin flag only.
-    access: Literal["public", "user", "admin"]
+    # public: no token needed; user: any signed-in user; admin: users with the admin flag only;
+    # dashboard: the HTML pages under /admin, for administrators signed in with a session cookie
+    # (forms instead of JSON); dashboard-login: the dashboard's sign-in form.
+    access: Literal["public", "user", "admin", "dashboard", "dashboard-login"]
     call: Call
     # Statuses the owner (for admin routes: the admin) may get — the route works with these ids.
     owner: frozenset[int]
@@ -187,6 +193,30 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/sync/batches/{batch_id}"): Rule("user", _get("/v1/sync/batches/{batch_id}"), OK),
     ("GET", "/v1/sync/pull"): Rule("user", _get("/v1/sync/pull"), OK, OWN_ONLY),
     ("GET", "/v1/jobs/{job_id}"): Rule("user", _get("/v1/jobs/{export_job_id}"), OK),
+    # --- the dashboard
+    ("GET", "/admin/login"): Rule("public", _get("/admin/login"), OK, OK),
+    ("POST", "/admin/login"): Rule("dashboard-login", _get("/admin/login"), _s(303)),
+    ("POST", "/admin/logout"): Rule("dashboard", _with("/admin/logout", lambda w: {"csrf": ""}), _s(303)),
+    ("GET", "/admin"): Rule("dashboard", _get("/admin"), OK),
+    ("GET", "/admin/fragments/overview"): Rule("dashboard", _get("/admin/fragments/overview"), OK),
+    ("GET", "/admin/workers"): Rule("admin", _get("/admin/workers"), OK),
+    ("GET", "/admin/audit"): Rule("dashboard", _get("/admin/audit"), OK),
+    ("GET", "/admin/activity"): Rule("dashboard", _get("/admin/activity"), OK),
+    ("GET", "/admin/jobs/{queue}/{state}"): Rule("dashboard", _get(f"/admin/jobs/{DEFAULT}/failed"), OK),
+    ("GET", "/admin/fragments/jobs/{queue}/{state}"): Rule(
+        "dashboard", _get(f"/admin/fragments/jobs/{DEFAULT}/failed"), OK
+    ),
+    ("GET", "/admin/job/{queue}/{job_id}"): Rule(
+        "dashboard", _get(f"/admin/job/{DEFAULT}/{{export_job_id}}"), _s(200, 404)
+    ),
+    ("GET", "/admin/fragments/job/{queue}/{job_id}"): Rule(
+        "dashboard", _get(f"/admin/fragments/job/{DEFAULT}/{{export_job_id}}"), _s(200, 404)
+    ),
+    ("POST", "/admin/actions"): Rule(
+        "dashboard",
+        _with("/admin/actions", lambda w: {"csrf": "", "action": "resume", "queue": "no-such-queue"}),
+        _s(303),
+    ),
 }
 
 
@@ -274,7 +304,7 @@ def _owner_markers(w: World) -> list[str]:
 
 
 async def _matrix(
-    client: httpx.AsyncClient, make_user: MakeUser, key: tuple[str, str], rule: Rule
+    client: httpx.AsyncClient, sessions: AdminSessions, make_user: MakeUser, key: tuple[str, str], rule: Rule
 ) -> list[str]:
     """Try one route as every kind of caller; the problems found, in words."""
     problems: list[str] = []
@@ -287,12 +317,15 @@ async def _matrix(
 
     async def call(who: ApiUser | None) -> httpx.Response:
         headers = who.headers if who is not None else {}
+        client.cookies.clear()
         return await client.request(method, url, json=payload, headers=headers)
 
     def expect(who: str, answer: httpx.Response, allowed: frozenset[int]) -> None:
         if answer.status_code not in allowed:
             problems.append(f"{method} {url} as {who}: {answer.status_code} not in {sorted(allowed)}")
 
+    if rule.access in ("dashboard", "dashboard-login"):
+        return problems + await _dashboard(client, sessions, key, rule, w, (owner, other), admin)
     anonymous = await call(None)
     expect("anonymous", anonymous, rule.owner if rule.access == "public" else _s(401))
     before = await _snapshot(client, owner, w)
@@ -318,13 +351,70 @@ async def _matrix(
     return problems
 
 
+async def _dashboard(
+    client: httpx.AsyncClient,
+    sessions: AdminSessions,
+    key: tuple[str, str],
+    rule: Rule,
+    w: World,
+    users: tuple[ApiUser, ApiUser],
+    admin: ApiUser,
+) -> list[str]:
+    """The dashboard's pages take a session cookie, not a bearer token, and forms from this origin.
+
+    Anonymous callers (and users sending only their bearer token) are sent to the sign-in page (303)
+    or, for a form post, refused (401/403); a user who holds a session without being an administrator
+    (say, one demoted since) gets 403; an administrator's session gets the rule's statuses. The sign-in
+    form itself refuses users' tokens (403) and takes an administrator's (303).
+    """
+    problems: list[str] = []
+    method = key[0]
+    url, payload = rule.call(w)
+    signed_out = _s(303) if method == "GET" else _s(401, 403)
+
+    async def call(
+        bearer: ApiUser | None, session_of: ApiUser | None, form: dict[str, str] | None
+    ) -> httpx.Response:
+        client.cookies.clear()
+        headers = {"Origin": ORIGIN, **(bearer.headers if bearer is not None else {})}
+        data = dict(form or payload or {})
+        if session_of is not None:
+            cookie, session = await sessions.open(session_of.id)
+            client.cookies.set(COOKIE, cookie, domain="api.test", path="/admin")
+            if "csrf" in data:
+                data["csrf"] = session.csrf
+        if method == "GET":
+            return await client.get(url, headers=headers)
+        return await client.post(url, data=data, headers=headers)
+
+    def expect(who: str, answer: httpx.Response, allowed: frozenset[int]) -> None:
+        if answer.status_code not in allowed:
+            problems.append(f"{method} {url} as {who}: {answer.status_code} not in {sorted(allowed)}")
+
+    if rule.access == "dashboard-login":
+        expect("anonymous", await call(None, None, {}), _s(401))
+        for name, user in zip(("owner", "another user"), users, strict=True):
+            expect(name, await call(None, None, {"token": user.token}), _s(403))
+        expect("admin", await call(None, None, {"token": admin.token}), rule.owner)
+        return problems
+    expect("anonymous", await call(None, None, None), signed_out)
+    for name, user in zip(("owner", "another user"), users, strict=True):
+        expect(f"{name} with a bearer token", await call(user, None, None), signed_out)
+        expect(f"{name} with a session", await call(None, user, None), _s(403))
+    expect("admin with a bearer token", await call(admin, None, None), signed_out)
+    expect("admin", await call(None, admin, None), rule.owner)
+    client.cookies.clear()
+    return problems
+
+
 async def test_authorization_matrix(
     settings: Settings, resources: Resources, client: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
     app = create_app(settings, resources=resources)
+    sessions = sessions_for(resources.producer.redis, resources.settings)
     problems: list[str] = []
     for key in sorted(_routes(app)):
         rule = RULES.get(key)
         assert rule is not None, f"{key} has no rule"
-        problems += await _matrix(client, make_user, key, rule)
+        problems += await _matrix(client, sessions, make_user, key, rule)
     assert problems == []

@@ -259,7 +259,7 @@ async def test_instants_stored_beyond_the_range_are_repaired_by_the_migration(
         )
     url = settings.database_url
     assert url is not None
-    await asyncio.to_thread(migrate.downgrade, url, "0010")
+    await asyncio.to_thread(migrate.downgrade, url, "0011-1")  # the revision before 0011
     await asyncio.to_thread(migrate.upgrade, url)
     listed = await client.get("/v1/habits", headers=user.headers)
     assert listed.status_code == 200, listed.text

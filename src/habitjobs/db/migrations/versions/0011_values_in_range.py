@@ -1,7 +1,7 @@
 """values in range: stored instants outside the supported range are brought back into it
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0016
 
 Uploads and API bodies now refuse instants outside [1970-01-01, 2100-01-01) UTC (habitjobs.bounds).
 Rows written before could hold one — e.g. an ``archived_at`` of 9999-12-31T23:59:59-14:00, which
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0010"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
