@@ -23,6 +23,8 @@ from sqlalchemy import text
 
 from habitjobs.accounts import service as accounts
 from habitjobs.config import Settings
+from habitjobs.dashboard.routes import COOKIE
+from habitjobs.dashboard.sessions import for_settings as sessions_for
 from habitjobs.db import migrate
 from habitjobs.resources import Resources
 from habitjobs.sync.entities import completion_id
@@ -177,7 +179,9 @@ async def test_unstorable_text_is_422_naming_the_field(
         assert answer.json()["error"]["field"] == field
 
 
-async def test_edges_of_query_and_path_values_are_4xx(client: httpx.AsyncClient, make_user: MakeUser) -> None:
+async def test_edges_of_query_and_path_values_are_4xx(
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     admin = await make_user(admin=True)
     weekly = await client.get("/v1/stats/weekly?from=0001-01-01&to=0001-01-01", headers=user.headers)
@@ -193,6 +197,13 @@ async def test_edges_of_query_and_path_values_are_4xx(client: httpx.AsyncClient,
     assert page.json()["error"]["field"] == "page"
     last = await client.get("/admin/queues/default/jobs?page=1000000", headers=admin.headers)
     assert last.status_code == 200
+    # The dashboard's job lists (an administrator's session cookie) bound their page the same way.
+    cookie, _ = await sessions_for(resources.producer.redis, resources.settings).open(admin.id)
+    client.cookies.set(COOKIE, cookie, domain="api.test", path="/admin")
+    for path in ("jobs", "fragments/jobs"):
+        listed = await client.get(f"/admin/{path}/default/failed?page={10**30}")
+        assert listed.status_code == 422, listed.text
+    client.cookies.clear()
     for cursor in ("%00", "9" * 40, "1.99999999999999999999.x", "-1"):
         pull = await client.get(f"/v1/sync/pull?cursor={cursor}", headers=user.headers)
         assert pull.status_code in (200, 422), pull.text

@@ -6,10 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from habitjobs.admin.schemas import JobDetailOut, JobPageOut, QueueOut, RetriedOut, WorkerOut
 from habitjobs.api.deps import ResourcesDep, require_admin
-from habitjobs.queue.operations import MAX_PAGE_SIZE, JobOperations
-
-# Beyond any real queue's length; a larger page would overflow Redis' 64-bit range indexes.
-MAX_PAGE = 1_000_000
+from habitjobs.queue.operations import MAX_PAGE, MAX_PAGE_SIZE, JobOperations
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 

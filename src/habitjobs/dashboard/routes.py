@@ -33,7 +33,7 @@ from habitjobs.dashboard import repository as audit
 from habitjobs.dashboard.sessions import AdminSessions, Session
 from habitjobs.dashboard.sessions import for_settings as sessions_for
 from habitjobs.errors import Forbidden, HabitjobsError, InvalidInput, Unauthorized
-from habitjobs.queue.operations import STATES, JobFilter, JobOperations
+from habitjobs.queue.operations import MAX_PAGE, STATES, JobFilter, JobOperations
 from habitjobs.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,8 @@ async def _search(request: Request, queue: str, state: str) -> dict[str, Any]:
         page = max(0, int(q.get("page", "0") or 0))
     except ValueError:
         raise InvalidInput("page must be a number", field="page") from None
+    if page > MAX_PAGE:
+        raise InvalidInput(f"page must be at most {MAX_PAGE}", field="page")
     where = JobFilter(
         name=q.get("name") or None,
         text=(q.get("text") or None),

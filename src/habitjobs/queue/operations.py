@@ -36,6 +36,8 @@ STATES: tuple[State, ...] = (
 )
 log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 500
+# Beyond any real queue's length; a larger page would overflow Redis' 64-bit range indexes.
+MAX_PAGE = 1_000_000
 # Retrying everything reads the failed set in pages of this many jobs.
 _SCAN_PAGE = 500
 
