@@ -60,6 +60,7 @@ class Partition:
     name: str
     start: datetime
     end: datetime
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Report:
 
 
 _PARTITIONS = text(
-    "SELECT c.relname::text FROM pg_inherits i "
+    "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_inherits i "
     "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
     "JOIN pg_namespace n ON n.oid = p.relnamespace "
     "WHERE p.relname = :parent AND n.nspname = current_schema() ORDER BY 1"
@@ -90,10 +91,10 @@ _PARTITIONS = text(
 async def partitions(session: AsyncSession, table: PartitionedTable) -> list[Partition]:
     """The table's partitions, oldest first."""
     found = []
-    for (name,) in await session.execute(_PARTITIONS, {"parent": table.name}):
+    for name, size in await session.execute(_PARTITIONS, {"parent": table.name}):
         start = table.start_of(name)
         if start is not None:
-            found.append(Partition(name, start, start + table.width))
+            found.append(Partition(name, start, start + table.width, int(size)))
     return sorted(found, key=lambda p: p.start)
 
 
