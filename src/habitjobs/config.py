@@ -152,15 +152,15 @@ class Settings(BaseSettings):
     retention_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
     retention_batch: int = Field(default=500, ge=1)
     # Finished push deliveries (sent, token_invalid, failed, skipped) are deleted this long after they
-    # were created. At least two days: a delivery's dedupe key names its occasion's local day, and must
-    # outlive every tick that could fire that occasion again.
-    push_delivery_keep_s: int = Field(default=30 * 24 * 3600, ge=2 * 24 * 3600)
+    # were created. It must exceed reminder_lookahead_s + reminder_tolerance_s: a delivery's dedupe key
+    # (occasion and local day) must outlive every tick that could still create that occasion.
+    push_delivery_keep_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Finished account deletions (their audit row: when, how many rows) are deleted after this long.
     account_deletion_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
     # `maintenance.partitions`: time-partitioned tables (sync_batch_payloads) get their next partitions
     # this far ahead; the job runs every partition_every_ms (a missed run is caught up by the next). A
     # DDL statement waits at most partition_lock_timeout_ms for its lock, else it is left to the next run.
-    partition_ahead_s: int = Field(default=2 * 24 * 3600, ge=3600)
+    partition_ahead_s: int = Field(default=2 * 24 * 3600, ge=60)
     partition_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
     partition_lock_timeout_ms: int = Field(default=2_000, ge=1)
     # HS256 tokens minted by `habitjobs token`: accepted in dev and test, refused in prod unless set to true.
@@ -204,9 +204,11 @@ class Settings(BaseSettings):
     # An upload's status row (a few hundred bytes) is kept this long after it arrived, for phones asking
     # `GET /v1/sync/batches/{id}`; a finished one is then deleted by `maintenance.retention`.
     sync_batch_keep_s: int = Field(default=24 * 3600, ge=3600)
-    # An upload's payload (its mutations, kilobytes) lives in an hourly partition of sync_batch_payloads,
-    # dropped whole by `maintenance.partitions` once every upload in it is older than this and merged.
-    sync_payload_keep_s: int = Field(default=2 * 3600, ge=3600)
+    # An upload's payload (its mutations, kilobytes) lives in a partition of sync_batch_payloads (one per
+    # sync_payload_partition_s of arrival time), dropped whole by `maintenance.partitions` once every upload
+    # in it is older than sync_payload_keep_s and merged.
+    sync_payload_keep_s: int = Field(default=2 * 3600, ge=60)
+    sync_payload_partition_s: int = Field(default=3600, ge=60, le=24 * 3600)
     # The statistics recompute after a merge waits this long for more uploads of the same user.
     sync_recompute_debounce_ms: int = Field(default=30_000, ge=0)
 
@@ -266,6 +268,12 @@ class Settings(BaseSettings):
             raise ConfigError("HABITJOBS_LOCK_DURATION_MS must be at least HABITJOBS_STALLED_INTERVAL_MS")
         if ":" in self.queue_prefix or not self.queue_prefix:
             raise ConfigError("HABITJOBS_QUEUE_PREFIX must be non-empty and contain no ':'")
+        if self.push_delivery_keep_s <= self.reminder_lookahead_s + self.reminder_tolerance_s:
+            raise ConfigError(
+                "HABITJOBS_PUSH_DELIVERY_KEEP_S must exceed HABITJOBS_REMINDER_LOOKAHEAD_S + "
+                "HABITJOBS_REMINDER_TOLERANCE_S (a delivery's dedupe key must outlive every tick that could "
+                "create its occasion again)"
+            )
         self._check_providers()
         return self
 

@@ -19,6 +19,7 @@ from habitjobs.cli.main import app as cli
 from habitjobs.config import Settings
 from habitjobs.db import partitions
 from habitjobs.resources import Resources
+from habitjobs.sync.models import PAYLOAD_PARTITIONS
 
 T0 = datetime(2026, 3, 2, 12, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -190,7 +191,5 @@ def test_the_cli_lists_and_maintains_the_payload_partitions(
     result = CliRunner().invoke(cli, ["db", "partitions", "--maintain"])
     assert result.exit_code == 0, result.output
     assert "sync_batch_payloads: created" in result.output
-    current = partitions.PartitionedTable("sync_batch_payloads", "received_at").partition_name(
-        datetime.now(UTC)
-    )
+    current = PAYLOAD_PARTITIONS.partition_name(PAYLOAD_PARTITIONS.floor(datetime.now(UTC)))
     assert current in result.output

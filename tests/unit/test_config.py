@@ -103,3 +103,9 @@ def test_missing_urls_explain_what_to_set() -> None:
         settings.require_database_url()
     with pytest.raises(ValueError, match="HABITJOBS_REDIS_URL"):
         settings.require_redis_url()
+
+
+def test_push_deliveries_must_be_kept_past_the_window_their_dedupe_key_guards() -> None:
+    with pytest.raises(ValidationError, match="HABITJOBS_PUSH_DELIVERY_KEEP_S"):
+        Settings(env="dev", push_delivery_keep_s=900, reminder_lookahead_s=60, reminder_tolerance_s=900)
+    assert Settings(env="dev", push_delivery_keep_s=3600).push_delivery_keep_s == 3600

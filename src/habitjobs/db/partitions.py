@@ -2,7 +2,8 @@
 ahead of time, dropping the expired ones.
 
 A partition covers ``[start, start + width)`` of the table's time column and is named
-``<table>_p<YYYYMMDDHH>`` after its start (UTC), so its range is known from its name alone. Every step is
+``<table>_p<YYYYMMDDHHMM>`` after its start (UTC), so its range is known from its name alone (its end is
+the next partition's start, or start + width). Every step is
 one DDL statement in its own short transaction (``CREATE TABLE IF NOT EXISTS … PARTITION OF``, ``DROP
 TABLE IF EXISTS``), so a run that dies halfway leaves every partition either made or not, dropped or not,
 and the next run simply does the rest; a run that was missed is caught up by the next, which plans from
@@ -41,13 +42,13 @@ class PartitionedTable:
     width: timedelta = timedelta(hours=1)
 
     def partition_name(self, start: datetime) -> str:
-        return f"{self.name}_p{start.astimezone(UTC):%Y%m%d%H}"
+        return f"{self.name}_p{start.astimezone(UTC):%Y%m%d%H%M}"
 
     def start_of(self, partition: str) -> datetime | None:
-        found = re.fullmatch(re.escape(self.name) + r"_p(\d{10})", partition)
+        found = re.fullmatch(re.escape(self.name) + r"_p(\d{12})", partition)
         if found is None:
             return None
-        return datetime.strptime(found.group(1), "%Y%m%d%H").replace(tzinfo=UTC)
+        return datetime.strptime(found.group(1), "%Y%m%d%H%M").replace(tzinfo=UTC)
 
     def floor(self, instant: datetime) -> datetime:
         step = int(self.width.total_seconds())
@@ -81,7 +82,9 @@ class Report:
 
 
 _PARTITIONS = text(
-    "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_inherits i "
+    "SELECT c.relname::text, pg_total_relation_size(c.oid), "
+    "(regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1] "
+    "FROM pg_inherits i "
     "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
     "JOIN pg_namespace n ON n.oid = p.relnamespace "
     "WHERE p.relname = :parent AND n.nspname = current_schema() ORDER BY 1"
@@ -91,10 +94,12 @@ _PARTITIONS = text(
 async def partitions(session: AsyncSession, table: PartitionedTable) -> list[Partition]:
     """The table's partitions, oldest first."""
     found = []
-    for name, size in await session.execute(_PARTITIONS, {"parent": table.name}):
+    for name, size, end in await session.execute(_PARTITIONS, {"parent": table.name}):
         start = table.start_of(name)
         if start is not None:
-            found.append(Partition(name, start, start + table.width, int(size)))
+            # The end as the database has it (the width may have been changed since it was made).
+            upper = datetime.fromisoformat(end) if end else start + table.width
+            found.append(Partition(name, start, upper, int(size)))
     return sorted(found, key=lambda p: p.start)
 
 
@@ -108,14 +113,21 @@ def plan(
 ) -> list[Step]:
     """The steps that bring the table to: a partition for every period from the current one to ``now +
     ahead``, none whose whole range is older than ``now - keep``. Creations first (writers need them)."""
-    names = {p.name for p in existing}
     steps = []
     start = table.floor(now)
     while start <= now + ahead:
-        name = table.partition_name(start)
-        if name not in names:
-            steps.append(Step("create", Partition(name, start, start + table.width)))
-        start += table.width
+        end = start + table.width
+        # The parts of the period no partition covers yet (all of it, unless the width was changed).
+        at = start
+        while at < end:
+            covering = next((p for p in existing if p.start <= at < p.end), None)
+            if covering is not None:
+                at = covering.end
+                continue
+            upto = min((p.start for p in existing if at < p.start < end), default=end)
+            steps.append(Step("create", Partition(table.partition_name(at), at, upto)))
+            at = upto
+        start = end
     steps.extend(Step("drop", p) for p in existing if p.end <= now - keep)
     return steps
 

@@ -4,7 +4,7 @@ dropped), both on the scheduler queue."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,8 @@ class PartitionRule:
 
 def partition_rules(settings: Settings) -> list[PartitionRule]:
     """Every time-partitioned table, how long its partitions are kept, and what keeps one longer."""
-    return [PartitionRule(PAYLOAD_PARTITIONS, settings.sync_payload_keep_s, sync.open_batch_received_in)]
+    payloads = replace(PAYLOAD_PARTITIONS, width=timedelta(seconds=settings.sync_payload_partition_s))
+    return [PartitionRule(payloads, settings.sync_payload_keep_s, sync.open_batch_received_in)]
 
 
 async def maintain_partitions(db: Database, settings: Settings, now: datetime) -> dict[str, dict[str, int]]:
