@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     sync_tombstone_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
     # An upload's status row (a few hundred bytes) is kept this long after it arrived, for phones asking
     # `GET /v1/sync/batches/{id}`; a finished one is then deleted by `maintenance.retention`.
-    sync_batch_keep_s: int = Field(default=24 * 3600, ge=3600)
+    sync_batch_keep_s: int = Field(default=24 * 3600, ge=60)
     # An upload's payload (its mutations, kilobytes) lives in a partition of sync_batch_payloads (one per
     # sync_payload_partition_s of arrival time), dropped whole by `maintenance.partitions` once every upload
     # in it is older than sync_payload_keep_s and merged.
