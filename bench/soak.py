@@ -155,7 +155,7 @@ class Soak:
                 maintenance.rules(settings),
                 now=now,
                 batch=settings.retention_batch,
-                max_batches=maintenance.MAX_BATCHES_PER_RUN,
+                max_batches=settings.retention_max_batches,
             )
             parts = await maintenance.maintain_partitions(self.resources.db, settings, now)
             runs.append({"s": time.monotonic() - started, "deleted": deleted, "partitions": parts})

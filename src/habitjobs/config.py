@@ -148,15 +148,21 @@ class Settings(BaseSettings):
     export_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
     export_forget_after_s: int = Field(default=30 * 24 * 3600, ge=0)
     export_max_bytes: int = Field(default=50_000_000, ge=1_000)
-    # `maintenance.retention`: how often it runs, and how many rows each of its transactions handles.
+    # `maintenance.retention`: how often it runs, how many rows each of its transactions handles, and how
+    # many transactions one rule may use per run (a bigger backlog is worked off by the next runs). One
+    # rule deletes at most batch × max_batches rows per period: raise them for a high write rate.
     retention_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
     retention_batch: int = Field(default=500, ge=1)
+    retention_max_batches: int = Field(default=100, ge=1)
     # Finished push deliveries (sent, token_invalid, failed, skipped) are deleted this long after they
     # were created. It must exceed reminder_lookahead_s + reminder_tolerance_s: a delivery's dedupe key
     # (occasion and local day) must outlive every tick that could still create that occasion.
     push_delivery_keep_s: int = Field(default=30 * 24 * 3600, ge=60)
     # Finished account deletions (their audit row: when, how many rows) are deleted after this long.
     account_deletion_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
+    # Finished nightly analytics runs (one row per zone and local day) are deleted after this; it must
+    # exceed analytics_plan_lookback_days, or the planner would run those days again.
+    analytics_run_keep_s: int = Field(default=30 * 24 * 3600, ge=3600)
     # `maintenance.partitions`: time-partitioned tables (sync_batch_payloads) get their next partitions
     # this far ahead; the job runs every partition_every_ms (a missed run is caught up by the next). A
     # DDL statement waits at most partition_lock_timeout_ms for its lock, else it is left to the next run.
@@ -273,6 +279,11 @@ class Settings(BaseSettings):
                 "HABITJOBS_PUSH_DELIVERY_KEEP_S must exceed HABITJOBS_REMINDER_LOOKAHEAD_S + "
                 "HABITJOBS_REMINDER_TOLERANCE_S (a delivery's dedupe key must outlive every tick that could "
                 "create its occasion again)"
+            )
+        if self.analytics_run_keep_s <= (self.analytics_plan_lookback_days + 1) * 24 * 3600:
+            raise ConfigError(
+                "HABITJOBS_ANALYTICS_RUN_KEEP_S must exceed HABITJOBS_ANALYTICS_PLAN_LOOKBACK_DAYS + 1 day "
+                "(the planner would run the days it no longer finds again)"
             )
         self._check_providers()
         return self

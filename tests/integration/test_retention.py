@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from habitjobs.accounts.models import AccountDeletion, Device
+from habitjobs.analytics.models import AnalyticsRun
 from habitjobs.clock import FrozenClock
 from habitjobs.maintenance import jobs as maintenance_jobs
 from habitjobs.push import service as push_service
@@ -221,3 +222,31 @@ async def test_finished_account_deletions_go_after_their_keep(resources: Resourc
     async with resources.db.transaction() as session:
         left = set((await session.scalars(select(AccountDeletion.job_id))).all())
     assert left == {"recent-done", "live"}
+
+
+async def test_finished_analytics_runs_go_after_their_keep(resources: Resources) -> None:
+    now = datetime.now(UTC)
+    keep = timedelta(seconds=resources.settings.analytics_run_keep_s)
+    old_day = (now - keep - 3 * DAY).date()
+    recent_day = (now - DAY).date()
+    async with resources.db.transaction() as session:
+        session.add_all(
+            [
+                AnalyticsRun(
+                    timezone="UTC", local_date=old_day, status="finished", started_at=now, users_done=1
+                ),
+                # An old run that never finished: the planner still resumes it.
+                AnalyticsRun(
+                    timezone="Asia/Tokyo", local_date=old_day, status="running", started_at=now, users_done=0
+                ),
+                AnalyticsRun(
+                    timezone="UTC", local_date=recent_day, status="finished", started_at=now, users_done=1
+                ),
+            ]
+        )
+    assert (await _retention(resources, now))["analytics_runs"] == 1
+    async with resources.db.transaction() as session:
+        left = set(
+            (await session.execute(select(AnalyticsRun.timezone, AnalyticsRun.local_date))).tuples().all()
+        )
+    assert left == {("Asia/Tokyo", old_day), ("UTC", recent_day)}

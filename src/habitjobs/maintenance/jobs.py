@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.accounts import service as accounts
+from habitjobs.analytics import service as analytics
 from habitjobs.config import Settings
 from habitjobs.db import partitions
 from habitjobs.db.engine import Database
@@ -26,8 +27,6 @@ from habitjobs.sync.models import PAYLOAD_PARTITIONS
 
 RETENTION_JOB = "maintenance.retention"
 PARTITIONS_JOB = "maintenance.partitions"
-# Batches per rule and run: a big backlog is worked off over several runs, each of them short.
-MAX_BATCHES_PER_RUN = 100
 
 
 class Retention(BaseModel):
@@ -98,6 +97,10 @@ def rules(settings: Settings) -> list[retention.Rule]:
         retention.Rule("sync.tombstones", _older_than(settings.sync_tombstone_keep_s, sync.purge_tombstones)),
         # Outbox rows Redis acknowledged (the pending ones stay for the relay).
         retention.Rule("outbox", _older_than(settings.outbox_keep_s, outbox.delete_enqueued)),
+        # Finished nightly analytics runs (the planner only looks a few days back).
+        retention.Rule(
+            "analytics_runs", _older_than(settings.analytics_run_keep_s, analytics.delete_finished_runs)
+        ),
         # The audit rows of finished account deletions.
         retention.Rule(
             "account_deletions", _older_than(settings.account_deletion_keep_s, accounts.forget_deletions)
@@ -113,7 +116,7 @@ async def run_retention(ctx: JobContext, _payload: Retention) -> dict[str, Any]:
         rules(settings),
         now=resources.clock.now(),
         batch=settings.retention_batch,
-        max_batches=MAX_BATCHES_PER_RUN,
+        max_batches=settings.retention_max_batches,
     )
 
 
