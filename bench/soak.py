@@ -12,7 +12,8 @@ stops by itself and drops both):
 - pushes: ``--pushes`` notifications a second fanned out to the users' devices (``create_fan_out``) and
   finished as sent (no provider is called: storage is what is measured);
 - maintenance: ``maintenance.retention`` and ``maintenance.partitions`` every ``--maintain-every`` seconds,
-  with every keep set to ``--keep`` seconds and one-minute payload partitions.
+  with every keep set to ``--keep`` seconds and one-minute payload partitions; on a server running
+  without autovacuum, a ``VACUUM`` of the tables after each run stands in for it.
 
 The baseline in the same run is the same workload's size with retention off — what the tables would hold
 without it — extrapolated from the measured bytes per row (the rows written so far times their size).
@@ -31,6 +32,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, text, update
 
 from bench._common import REDIS_URL, drop_prefix, machine, private_database, table
@@ -39,6 +41,7 @@ from habitjobs.accounts import service as accounts
 from habitjobs.accounts.repository import get_or_create_user
 from habitjobs.accounts.schemas import DevicePut
 from habitjobs.config import Settings
+from habitjobs.db import partitions as partition_ddl
 from habitjobs.maintenance import jobs as maintenance
 from habitjobs.maintenance import retention
 from habitjobs.push import service as push
@@ -48,6 +51,7 @@ from habitjobs.queue.registry import JobContext
 from habitjobs.resources import Resources
 from habitjobs.sync import jobs as sync_jobs
 from habitjobs.sync import service as sync
+from habitjobs.sync.models import PAYLOAD_PARTITIONS
 from habitjobs.sync.schemas import PushIn
 
 TABLES = ["sync_batches", "sync_batch_payloads", "outbox", "push_deliveries", "data_exports"]
@@ -65,6 +69,9 @@ class Soak:
         self.counts = {"uploads": 0, "mutations": 0, "exports": 0, "pushes": 0}
         self.clients = {u: (f"soak-{u.hex[:8]}", [0]) for u in users}
         self.stop = asyncio.Event()
+        # Set when the server runs without autovacuum: the soak then vacuums after each maintenance run,
+        # as autovacuum would (a batched delete's space is reused only once vacuumed).
+        self.vacuum: asyncpg.Connection | None = None
 
     def _ctx(self, name: str) -> JobContext:
         spec = self.resources.registry.get(name)
@@ -158,6 +165,9 @@ class Soak:
                 max_batches=settings.retention_max_batches,
             )
             parts = await maintenance.maintain_partitions(self.resources.db, settings, now)
+            if self.vacuum is not None:
+                for name in TABLES:
+                    await self.vacuum.execute(f"VACUUM {name}")
             runs.append({"s": time.monotonic() - started, "deleted": deleted, "partitions": parts})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), self.args.maintain_every)
@@ -212,6 +222,10 @@ async def main() -> None:
         )
         resources = Resources.open(settings, application_name="habitjobs-soak")
         try:
+            # The migration made hour-wide payload partitions ahead; start from one-minute ones.
+            async with resources.db.transaction() as session:
+                for p in await partition_ddl.partitions(session, PAYLOAD_PARTITIONS):
+                    await session.execute(text(f'DROP TABLE "{p.name}"'))
             await maintenance.maintain_partitions(resources.db, settings, datetime.now(UTC))
             users = []
             async with resources.db.transaction() as session:
@@ -227,6 +241,12 @@ async def main() -> None:
                         max_devices=settings.max_devices_per_user,
                     )
             soak = Soak(resources, users, args)
+            direct = await asyncpg.connect(url)
+            if await direct.fetchval("SHOW autovacuum") == "off":
+                print(
+                    "autovacuum is off on this server: the soak vacuums the tables after each maintenance run"
+                )
+                soak.vacuum = direct
             tasks = [
                 asyncio.create_task(soak.paced(args.uploads, soak.upload)),
                 asyncio.create_task(soak.paced(1.0, soak.export)),
@@ -243,6 +263,7 @@ async def main() -> None:
             soak.stop.set()
             await asyncio.gather(*tasks)
             runs = await maintainer
+            await direct.close()
             await resources.outbox.settle()
         finally:
             await resources.aclose()
