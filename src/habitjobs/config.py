@@ -153,11 +153,11 @@ class Settings(BaseSettings):
     # rule deletes at most batch × max_batches rows per period: raise them for a high write rate.
     retention_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
     retention_batch: int = Field(default=500, ge=1)
-    retention_max_batches: int = Field(default=100, ge=1)
+    retention_max_batches: int = Field(default=1_000, ge=1)
     # Finished push deliveries (sent, token_invalid, failed, skipped) are deleted this long after they
     # were created. It must exceed reminder_lookahead_s + reminder_tolerance_s: a delivery's dedupe key
     # (occasion and local day) must outlive every tick that could still create that occasion.
-    push_delivery_keep_s: int = Field(default=30 * 24 * 3600, ge=60)
+    push_delivery_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
     # Finished account deletions (their audit row: when, how many rows) are deleted after this long.
     account_deletion_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
     # Finished nightly analytics runs (one row per zone and local day) are deleted after this; it must
