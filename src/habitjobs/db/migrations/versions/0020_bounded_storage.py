@@ -10,6 +10,8 @@ Revises: 0010
 - The payloads of uploads received in that range are moved over (older finished uploads no longer need
   theirs); sync_batches.payload is dropped.
 - push_deliveries.created_at is indexed: retention deletes finished deliveries by age.
+- The synced tables get a partial index on deleted_at (tombstones only): retention finds old tombstones
+  without reading the live rows.
 """
 
 from collections.abc import Sequence
@@ -27,10 +29,19 @@ depends_on: str | Sequence[str] | None = None
 
 _PAYLOADS = PartitionedTable("sync_batch_payloads", "received_at")
 _AHEAD = timedelta(days=2)
+_SYNCED = ("routines", "habits", "habit_completions", "focus_sessions")
 
 
 def upgrade() -> None:
     op.create_index(op.f("ix_push_deliveries_created_at"), "push_deliveries", ["created_at"], unique=False)
+    for table in _SYNCED:
+        op.create_index(
+            op.f(f"ix_{table}_deleted_at"),
+            table,
+            ["deleted_at"],
+            unique=False,
+            postgresql_where=sa.text("deleted_at IS NOT NULL"),
+        )
 
     op.create_table(
         "sync_batch_payloads",
@@ -83,3 +94,5 @@ def downgrade() -> None:
     op.alter_column("sync_batches", "payload", nullable=False)
     op.drop_table("sync_batch_payloads")  # its partitions with it
     op.drop_index(op.f("ix_push_deliveries_created_at"), table_name="push_deliveries")
+    for table in _SYNCED:
+        op.drop_index(op.f(f"ix_{table}_deleted_at"), table_name=table)
