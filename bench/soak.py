@@ -46,7 +46,8 @@ from habitjobs.maintenance import jobs as maintenance
 from habitjobs.maintenance import retention
 from habitjobs.push import service as push
 from habitjobs.push.models import PushDelivery
-from habitjobs.push.schemas import Kind, Notification
+from habitjobs.push.schemas import Notification
+from habitjobs.push.templates import Kind
 from habitjobs.queue.registry import JobContext
 from habitjobs.resources import Resources
 from habitjobs.sync import jobs as sync_jobs

@@ -7,7 +7,7 @@ test_export_limits.py; tombstones: test_sync_merge.py.)"""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,15 +20,18 @@ from habitjobs.clock import FrozenClock
 from habitjobs.maintenance import jobs as maintenance_jobs
 from habitjobs.push import service as push_service
 from habitjobs.push.models import PushDelivery
-from habitjobs.push.schemas import Kind, Notification
+from habitjobs.push.schemas import Notification
+from habitjobs.push.templates import Kind
 from habitjobs.queue.models import OutboxRow
 from habitjobs.queue.registry import JobContext
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch, SyncBatchPayload
+from tests.conftest import ApiUser
 from tests.support.sync import Device as Phone
 from tests.support.sync import accept, push_and_apply
 
 DAY = timedelta(days=1)
+MakeUser = Callable[..., Awaitable[ApiUser]]
 
 
 async def _retention(resources: Resources, now: datetime) -> dict[str, int]:
@@ -82,8 +85,8 @@ async def _delivery_statuses(resources: Resources) -> dict[str, str]:
 
 
 async def test_push_deliveries_go_once_finished_and_old_and_their_dedupe_key_holds_until_then(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     await _device(resources, user.id)
     now = datetime.now(UTC)
@@ -104,7 +107,9 @@ async def test_push_deliveries_go_once_finished_and_old_and_their_dedupe_key_hol
     assert (await _retention(resources, now))["push_deliveries"] == 0
 
 
-async def test_push_retention_works_through_a_backlog_in_batches(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_push_retention_works_through_a_backlog_in_batches(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     await _device(resources, user.id)
     now = datetime.now(UTC)
@@ -130,8 +135,8 @@ async def _batch(resources: Resources, batch_id: uuid.UUID) -> SyncBatch | None:
 
 
 async def test_upload_status_rows_go_after_their_keep_and_outlive_the_payload(
-    client: httpx.AsyncClient, resources: Resources, payload_partitions: None, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, payload_partitions: None, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Phone()
     phone.record("habit", "upsert", uuid.uuid4(), 0, {"name": "Read"})
@@ -202,7 +207,9 @@ async def test_outbox_rows_go_once_enqueued_and_old_pending_ones_stay(resources:
     assert await _outbox_ids(resources) == {"old-pending", "recent-enqueued"}
 
 
-async def test_finished_account_deletions_go_after_their_keep(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_finished_account_deletions_go_after_their_keep(
+    resources: Resources, make_user: MakeUser
+) -> None:
     now = datetime.now(UTC)
     keep = timedelta(seconds=resources.settings.account_deletion_keep_s)
     live_user = await make_user()
