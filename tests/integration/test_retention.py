@@ -6,13 +6,14 @@ test_export_limits.py; tombstones: test_sync_merge.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from habitjobs.accounts.models import AccountDeletion, Device
 from habitjobs.analytics.models import AnalyticsRun
@@ -27,6 +28,7 @@ from habitjobs.queue.registry import JobContext
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch, SyncBatchPayload
 from tests.conftest import ApiUser
+from tests.fakes.push import eventually
 from tests.support.sync import Device as Phone
 from tests.support.sync import accept, push_and_apply
 
@@ -255,3 +257,47 @@ async def test_finished_analytics_runs_go_after_their_keep(resources: Resources)
     async with resources.db.transaction() as session:
         left = set((await session.execute(select(AnalyticsRun.timezone, AnalyticsRun.local_date))).all())
     assert {(zone, day) for zone, day in left} == {("Asia/Tokyo", old_day), ("UTC", recent_day)}
+
+
+async def test_purging_tombstones_while_the_same_user_merges_does_not_deadlock(
+    resources: Resources, make_user: MakeUser
+) -> None:
+    """Regression: the purge deleted the user's tombstones first and moved the user's horizon after, while
+    a merge takes the user's lock first and writes the user's rows after — the same two locks in opposite
+    orders. Here a merge holds the user's lock while the purge starts, then writes the tombstoned rows."""
+    user = await make_user()
+    phone = Phone()
+    habits = [uuid.uuid4() for _ in range(5)]
+    for habit in habits:
+        phone.record("habit", "upsert", habit, 0, {"name": "h"})
+        phone.record("habit", "delete", habit, 1)
+    await push_and_apply(resources, user.id, phone.batch())
+    later = datetime.now(UTC) + timedelta(seconds=resources.settings.sync_tombstone_keep_s) + DAY
+    purger = Resources.open(resources.settings, application_name="habitjobs-test-purge")
+    try:
+        async with resources.db.transaction() as merge:
+            await merge.execute(
+                text("SELECT version FROM user_sync_state WHERE user_id = :u FOR UPDATE"), {"u": user.id}
+            )
+            purge = asyncio.create_task(_retention(purger, later))
+
+            async def purge_waits() -> bool:
+                async with resources.db.transaction() as session:
+                    waiting = await session.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'habitjobs-test-purge' AND wait_event_type = 'Lock'"
+                        )
+                    )
+                return bool(waiting)
+
+            await eventually(purge_waits, timeout_s=10)
+            # The merge goes on to the user's rows — tombstones included (a deadlock raises here or in
+            # the purge: PostgreSQL cancels one transaction of the cycle).
+            await merge.execute(
+                text("UPDATE habits SET server_version = server_version WHERE user_id = :u"), {"u": user.id}
+            )
+        done = await purge
+        assert done["sync.tombstones"] == len(habits)
+    finally:
+        await purger.aclose()
