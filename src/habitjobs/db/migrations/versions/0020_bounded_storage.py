@@ -1,7 +1,7 @@
 """bounded storage: upload payloads in an hourly-partitioned table, an index for delivery retention
 
 Revision ID: 0020
-Revises: 0010
+Revises: 0016
 
 - sync_batch_payloads: the mutations of each upload, split from its small status row in sync_batches and
   range-partitioned by the batch's received_at (one partition an hour, named sync_batch_payloads_pYYYYMMDDHH).
@@ -23,7 +23,7 @@ from alembic import op
 from habitjobs.db.partitions import PartitionedTable
 
 revision: str = "0020"
-down_revision: str | None = "0010"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
