@@ -54,7 +54,7 @@ from habitjobs.resources import Resources
 from habitjobs.sync import merge_sql, service
 from habitjobs.sync import repository as sync_repo
 from habitjobs.sync.entities import completion_id
-from habitjobs.sync.models import SyncBatch, SyncClient, UserSyncState
+from habitjobs.sync.models import SyncBatch, SyncBatchPayload, SyncClient, UserSyncState
 from habitjobs.sync.mutations import MutationIn, Op, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,9 @@ async def _naive_one(ctx: JobContext, batch_id: uuid.UUID) -> dict[str, int]:
             session.add(client)
         limit = batch.received_at + timedelta(minutes=5)
         marks = DirtyMarks()
-        for raw in batch.payload:
+        stored = await session.get(SyncBatchPayload, (batch_id, batch.received_at))
+        assert stored is not None
+        for raw in stored.payload:
             mutation = MutationIn.model_validate(raw).model_dump(exclude_none=True)
             if mutation["mutation_id"] <= client.last_mutation_id:
                 continue

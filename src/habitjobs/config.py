@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     keep_failed_count: int = 50_000
     outbox_relay_every_ms: int = Field(default=10_000, ge=1_000)
     outbox_relay_grace_s: float = Field(default=5.0, ge=0)
-    outbox_keep_s: int = 7 * 24 * 3600
+    # Outbox rows acknowledged by Redis are deleted by `maintenance.retention` this long after their
+    # enqueue (they serve job ownership lookups, `GET /v1/jobs/{id}`, and staging the same job id twice).
+    outbox_keep_s: int = Field(default=24 * 3600, ge=60)
     # Reconciliation: rows waiting on a job that Redis no longer has are enqueued again. Rows younger than
     # the grace are left alone (their job may be on its way); each run looks at most at `limit` rows per
     # job type, continuing where the previous run stopped.
@@ -151,9 +153,27 @@ class Settings(BaseSettings):
     export_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
     export_forget_after_s: int = Field(default=30 * 24 * 3600, ge=0)
     export_max_bytes: int = Field(default=50_000_000, ge=1_000)
-    # `maintenance.retention`: how often it runs, and how many rows each of its transactions handles.
+    # `maintenance.retention`: how often it runs, how many rows each of its transactions handles, and how
+    # many transactions one rule may use per run (a bigger backlog is worked off by the next runs). One
+    # rule deletes at most batch × max_batches rows per period: raise them for a high write rate.
     retention_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
     retention_batch: int = Field(default=500, ge=1)
+    retention_max_batches: int = Field(default=1_000, ge=1)
+    # Finished push deliveries (sent, token_invalid, failed, skipped) are deleted this long after they
+    # were created. It must exceed reminder_lookahead_s + reminder_tolerance_s: a delivery's dedupe key
+    # (occasion and local day) must outlive every tick that could still create that occasion.
+    push_delivery_keep_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # Finished account deletions (their audit row: when, how many rows) are deleted after this long.
+    account_deletion_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
+    # Finished nightly analytics runs (one row per zone and local day) are deleted after this; it must
+    # exceed analytics_plan_lookback_days, or the planner would run those days again.
+    analytics_run_keep_s: int = Field(default=30 * 24 * 3600, ge=3600)
+    # `maintenance.partitions`: time-partitioned tables (sync_batch_payloads) get their next partitions
+    # this far ahead; the job runs every partition_every_ms (a missed run is caught up by the next). A
+    # DDL statement waits at most partition_lock_timeout_ms for its lock, else it is left to the next run.
+    partition_ahead_s: int = Field(default=2 * 24 * 3600, ge=60)
+    partition_every_ms: int = Field(default=15 * 60 * 1000, ge=1_000)
+    partition_lock_timeout_ms: int = Field(default=2_000, ge=1)
     # HS256 tokens minted by `habitjobs token`: accepted in dev and test, refused in prod unless set to true.
     jwt_hs256: bool | None = None
 
@@ -190,9 +210,16 @@ class Settings(BaseSettings):
     # Device clocks run fast: a client timestamp later than the upload's arrival plus this is clamped.
     sync_max_clock_skew_s: float = Field(default=300.0, ge=0)
     # Tombstones older than this are purged; a client whose cursor predates the purge must re-sync.
+    # (`maintenance.retention` does it, in small batches.)
     sync_tombstone_keep_s: int = Field(default=90 * 24 * 3600, ge=3600)
-    sync_batch_keep_s: int = Field(default=7 * 24 * 3600, ge=3600)
-    sync_purge_every_ms: int = Field(default=6 * 3600 * 1000, ge=1_000)
+    # An upload's status row (a few hundred bytes) is kept this long after it arrived, for phones asking
+    # `GET /v1/sync/batches/{id}`; a finished one is then deleted by `maintenance.retention`.
+    sync_batch_keep_s: int = Field(default=24 * 3600, ge=60)
+    # An upload's payload (its mutations, kilobytes) lives in a partition of sync_batch_payloads (one per
+    # sync_payload_partition_s of arrival time), dropped whole by `maintenance.partitions` once every upload
+    # in it is older than sync_payload_keep_s and merged.
+    sync_payload_keep_s: int = Field(default=2 * 3600, ge=60)
+    sync_payload_partition_s: int = Field(default=3600, ge=60, le=24 * 3600)
     # The statistics recompute after a merge waits this long for more uploads of the same user.
     sync_recompute_debounce_ms: int = Field(default=30_000, ge=0)
 
@@ -252,6 +279,17 @@ class Settings(BaseSettings):
             raise ConfigError("HABITJOBS_LOCK_DURATION_MS must be at least HABITJOBS_STALLED_INTERVAL_MS")
         if ":" in self.queue_prefix or not self.queue_prefix:
             raise ConfigError("HABITJOBS_QUEUE_PREFIX must be non-empty and contain no ':'")
+        if self.push_delivery_keep_s <= self.reminder_lookahead_s + self.reminder_tolerance_s:
+            raise ConfigError(
+                "HABITJOBS_PUSH_DELIVERY_KEEP_S must exceed HABITJOBS_REMINDER_LOOKAHEAD_S + "
+                "HABITJOBS_REMINDER_TOLERANCE_S (a delivery's dedupe key must outlive every tick that could "
+                "create its occasion again)"
+            )
+        if self.analytics_run_keep_s <= (self.analytics_plan_lookback_days + 1) * 24 * 3600:
+            raise ConfigError(
+                "HABITJOBS_ANALYTICS_RUN_KEEP_S must exceed HABITJOBS_ANALYTICS_PLAN_LOOKBACK_DAYS + 1 day "
+                "(the planner would run the days it no longer finds again)"
+            )
         self._check_providers()
         return self
 

@@ -10,14 +10,15 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from habitjobs.db import migrate
-from habitjobs.db.all_models import Base
+from habitjobs.db.all_models import Base, include_object
 from habitjobs.db.engine import normalize_url
 from tests.support import stores
 
 
 def _diff(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "compare_server_default": False}
+        connection,
+        opts={"compare_type": True, "compare_server_default": False, "include_object": include_object},
     )
     return list(compare_metadata(context, Base.metadata))
 

@@ -28,7 +28,7 @@ from habitjobs.queue.registry import Registry, Schedule
 from habitjobs.queue.runtime import WorkerRuntime
 from habitjobs.resources import Resources
 from habitjobs.sync import service as sync_service
-from habitjobs.sync.models import SyncBatch
+from habitjobs.sync.models import SyncBatch, SyncBatchPayload
 from tests.fakes.push import add_device, deliveries, eventually, fakes_for_module, notify, settings_for, token
 from tests.support.sync import Device, accept
 from tests.support.workers import drain, process_env
@@ -179,7 +179,9 @@ async def test_a_failure_whose_hook_never_ran_is_settled_by_the_reconciliation(
     batch_id = await upload(res, user.id)
     async with res.db.transaction() as session:
         await session.execute(
-            update(SyncBatch).where(SyncBatch.batch_id == batch_id).values(payload=[{"not": "a mutation"}])
+            update(SyncBatchPayload)
+            .where(SyncBatchPayload.batch_id == batch_id)
+            .values(payload=[{"not": "a mutation"}])
         )
     forgetful = Registry(replace(spec, on_final_failure=None) for spec in res.registry)
     blind = Resources.open(res.settings, registry=forgetful)

@@ -20,7 +20,7 @@ from habitjobs.queue.registry import JobContext, Registry
 from habitjobs.resources import Resources
 from habitjobs.sync import service
 from habitjobs.sync.entities import completion_id
-from habitjobs.sync.models import StatsDirtyDay, StreakDirty, SyncBatch, SyncClient
+from habitjobs.sync.models import StatsDirtyDay, StreakDirty, SyncBatch, SyncBatchPayload, SyncClient
 from habitjobs.sync.schemas import BatchOut
 from tests.support import stores
 from tests.support.sync import T0, Device, accept, apply, body, push_and_apply
@@ -567,10 +567,12 @@ async def test_purge_moves_the_horizon_and_old_cursors_must_reset(
     current = (await client.get("/v1/sync/pull", headers=user.headers, params={"cursor": old_cursor})).json()
 
     resources.clock = FrozenClock(datetime.now(UTC) + timedelta(days=3650))
-    spec = resources.registry.get("sync.purge")
+    spec = resources.registry.get("maintenance.retention")
     ctx = JobContext("purge-1", spec.name, spec.queue, 1, 1, resources)
     result = await spec.handler(ctx, spec.parse({}))
-    assert result == {"horizons_moved": 1, "batches_deleted": 2}
+    # One tombstone (the unchecked completion) and both uploads' status rows.
+    assert result["sync.tombstones"] == 1
+    assert result["sync_batches"] == 2
     assert await _row(resources, HabitCompletion, completion_id(habit_id, DAY)) is None
 
     stale = (await client.get("/v1/sync/pull", headers=user.headers, params={"cursor": old_cursor})).json()
@@ -590,7 +592,9 @@ async def test_a_batch_that_cannot_be_merged_is_marked_failed_when_its_job_fails
     batch_id = await accept(resources, user.id, phone.batch())
     async with resources.db.transaction() as session:
         await session.execute(
-            update(SyncBatch).where(SyncBatch.batch_id == batch_id).values(payload=[{"not": "a mutation"}])
+            update(SyncBatchPayload)
+            .where(SyncBatchPayload.batch_id == batch_id)
+            .values(payload=[{"not": "a mutation"}])
         )
     with pytest.raises(Exception, match="payload"):
         await apply(resources, batch_id)

@@ -102,7 +102,10 @@ async def read_schema(resources: Resources) -> Schema:
                 text(
                     "SELECT table_name::text FROM information_schema.tables"
                     " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
-                    " AND table_name <> 'alembic_version' ORDER BY 1"
+                    " AND table_name <> 'alembic_version'"
+                    # A partition's rows are its parent's (read and erased through the parent).
+                    " AND table_name NOT IN (SELECT relname FROM pg_class WHERE relispartition)"
+                    " ORDER BY 1"
                 )
             )
         ]
@@ -131,7 +134,7 @@ async def read_schema(resources: Resources) -> Schema:
                     " FROM pg_constraint c JOIN pg_class s ON s.oid = c.conrelid"
                     " JOIN pg_class d ON d.oid = c.confrelid"
                     " JOIN pg_namespace n ON n.oid = s.relnamespace"
-                    " WHERE c.contype = 'f' AND n.nspname = current_schema()"
+                    " WHERE c.contype = 'f' AND n.nspname = current_schema() AND NOT s.relispartition"
                 )
             )
         ]

@@ -103,3 +103,14 @@ def test_missing_urls_explain_what_to_set() -> None:
         settings.require_database_url()
     with pytest.raises(ValueError, match="HABITJOBS_REDIS_URL"):
         settings.require_redis_url()
+
+
+def test_push_deliveries_must_be_kept_past_the_window_their_dedupe_key_guards() -> None:
+    with pytest.raises(ValidationError, match="HABITJOBS_PUSH_DELIVERY_KEEP_S"):
+        Settings(env="dev", push_delivery_keep_s=900, reminder_lookahead_s=60, reminder_tolerance_s=900)
+    assert Settings(env="dev", push_delivery_keep_s=3600).push_delivery_keep_s == 3600
+
+
+def test_analytics_runs_must_be_kept_past_the_planners_lookback() -> None:
+    with pytest.raises(ValidationError, match="HABITJOBS_ANALYTICS_RUN_KEEP_S"):
+        Settings(env="dev", analytics_run_keep_s=2 * 24 * 3600, analytics_plan_lookback_days=2)

@@ -13,6 +13,8 @@ A reference with ``ON DELETE SET NULL`` (``account_deletions.user_id``, ``analyt
 marks a row that mentions the user without being theirs: the database clears the reference when the
 user's row goes, at the very end.
 
+Partitioned tables are erased through their parent (a partition is not a table of its own here).
+
 Tables are erased children first (the order of their references), so that no chunk's delete cascades
 into an unbounded number of rows. Each chunk is ``DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n
 FOR UPDATE))``: a TID scan over at most ``n`` rows, one short transaction each.
@@ -42,7 +44,7 @@ _FOREIGN_KEYS = text(
     JOIN pg_class src ON src.oid = c.conrelid
     JOIN pg_class dst ON dst.oid = c.confrelid
     JOIN pg_namespace ns ON ns.oid = src.relnamespace
-    WHERE c.contype = 'f' AND ns.nspname = current_schema()
+    WHERE c.contype = 'f' AND ns.nspname = current_schema() AND NOT src.relispartition
     ORDER BY 1, 2, 4
     """
 )
@@ -50,7 +52,10 @@ _USER_ID_COLUMNS = text(
     """
     SELECT c.table_name::text FROM information_schema.columns c
     JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+    JOIN pg_class pc ON pc.relname = c.table_name
+    JOIN pg_namespace pn ON pn.oid = pc.relnamespace AND pn.nspname = c.table_schema
     WHERE c.table_schema = current_schema() AND c.column_name = 'user_id' AND t.table_type = 'BASE TABLE'
+      AND NOT pc.relispartition
     ORDER BY 1
     """
 )
@@ -192,7 +197,9 @@ async def erase_chunk(session: AsyncSession, target: Target, user_id: uuid.UUID,
         statement = f"DELETE FROM {table} t0 WHERE {target.condition}"
     else:
         chosen = f"SELECT t0.ctid FROM {table} t0 WHERE {target.condition} LIMIT :limit FOR UPDATE"
-        statement = f"DELETE FROM {table} WHERE ctid = ANY(ARRAY({chosen}))"
+        # The condition again: a ctid is unique within one partition only, and the same ctid in another
+        # partition of a partitioned table (sync_batch_payloads) may be another user's row.
+        statement = f"DELETE FROM {table} t0 WHERE t0.ctid = ANY(ARRAY({chosen})) AND ({target.condition})"
         params["limit"] = limit
     result = await session.execute(text(statement), params)
     return int(getattr(result, "rowcount", 0) or 0)

@@ -458,3 +458,16 @@ async def open_exports(
         )
     rows = await session.execute(query.order_by(DataExport.requested_at, DataExport.id).limit(limit))
     return [(row.id, row.job_id, row.requested_at) for row in rows]
+
+
+async def forget_deletions(session: AsyncSession, finished_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished (done or cancelled) deletion requests older than the cutoff."""
+    ended = func.coalesce(AccountDeletion.finished_at, AccountDeletion.cancelled_at)
+    due = (
+        select(AccountDeletion.id)
+        .where(AccountDeletion.status.in_(("done", "cancelled")), ended < finished_before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(delete(AccountDeletion).where(AccountDeletion.id.in_(due)))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -222,3 +222,7 @@ async def build_export(
     count = sum(len(rows) for rows in tables.values())
     await repo.finish_export(session, export_id, encoded, count, now + timedelta(seconds=keep_s))
     return count
+
+
+async def forget_deletions(session: AsyncSession, finished_before: datetime, limit: int) -> int:
+    return await repo.forget_deletions(session, finished_before, limit)

@@ -319,3 +319,16 @@ async def habit_streak(
     )
     row = result.first()
     return (False, None) if row is None else (True, row[1])
+
+
+_DELETE_FINISHED_RUNS = text(
+    "DELETE FROM analytics_runs WHERE (timezone, local_date) IN ("
+    "  SELECT timezone, local_date FROM analytics_runs WHERE status = 'finished' AND local_date < :before "
+    "  LIMIT :limit FOR UPDATE SKIP LOCKED)"
+)
+
+
+async def delete_finished_runs(session: AsyncSession, before: date, limit: int) -> int:
+    """Delete up to ``limit`` finished runs of local days before ``before`` (retention)."""
+    result = await session.execute(_DELETE_FINISHED_RUNS, {"before": before, "limit": limit})
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -248,3 +248,9 @@ async def habit_streak(session: AsyncSession, user_id: uuid.UUID, habit_id: uuid
             computed_at=None,
         )
     return StreakOut.model_validate(streak, from_attributes=True)
+
+
+async def delete_finished_runs(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Retention: finished nightly runs of local days well before ``cutoff`` go (a day earlier than the
+    cutoff's UTC date, so that no zone's day the planner may still look at is among them)."""
+    return await repo.delete_finished_runs(session, cutoff.date() - timedelta(days=1), limit)

@@ -54,6 +54,8 @@ class Routine(_Synced, _FieldClocks, Base):
         CheckConstraint("kind IN ('morning', 'evening', 'break', 'custom')", name="kind"),
         CheckConstraint("days_mask BETWEEN 0 AND 127", name="days_mask"),
         Index(None, "user_id", "server_version"),
+        # Retention finds old tombstones without reading the live rows.
+        Index(None, "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -71,6 +73,8 @@ class Habit(_Synced, _FieldClocks, Base):
         CheckConstraint("kind IN ('check', 'duration', 'quantity')", name="kind"),
         CheckConstraint("days_mask BETWEEN 0 AND 127", name="days_mask"),
         Index(None, "user_id", "server_version"),
+        # Retention finds old tombstones without reading the live rows.
+        Index(None, "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
         Index(None, "routine_id"),
     )
 
@@ -97,6 +101,8 @@ class HabitCompletion(_Synced, Base):
         CheckConstraint("status IN ('done', 'skipped')", name="status"),
         UniqueConstraint("habit_id", "local_date"),
         Index(None, "user_id", "server_version"),
+        # Retention finds old tombstones without reading the live rows.
+        Index(None, "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
         Index(None, "user_id", "local_date"),
     )
 
@@ -119,6 +125,8 @@ class FocusSession(_Synced, Base):
         CheckConstraint("focus_seconds >= 0", name="focus_seconds"),
         Index(None, "user_id", "started_at"),
         Index(None, "user_id", "server_version"),
+        # Retention finds old tombstones without reading the live rows.
+        Index(None, "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -32,6 +32,8 @@ class PushDelivery(Base):
         CheckConstraint("provider IN ('apns', 'fcm')", name="provider"),
         Index(None, "device_id"),
         Index(None, "user_id", "created_at"),
+        # Retention deletes finished deliveries by age.
+        Index(None, "created_at"),
         # Operators and sweeps look for deliveries that never finished.
         Index(
             "ix_push_deliveries_unfinished", "created_at", postgresql_where=text(f"status IN {UNFINISHED!r}")

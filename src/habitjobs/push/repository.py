@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs.accounts.models import User
-from habitjobs.push.models import PushDelivery
+from habitjobs.push.models import UNFINISHED, PushDelivery
 
 
 @dataclass(frozen=True)
@@ -332,3 +332,17 @@ async def get_deliveries(session: AsyncSession, ids: Sequence[uuid.UUID]) -> lis
         select(PushDelivery).where(PushDelivery.id.in_(list(ids))).order_by(PushDelivery.id)
     )
     return list(rows.all())
+
+
+_DELETE_FINISHED = text(
+    "DELETE FROM push_deliveries WHERE id = ANY(ARRAY("
+    "  SELECT id FROM push_deliveries WHERE created_at < :cutoff AND status <> ALL(CAST(:open AS text[])) "
+    "  LIMIT :limit FOR UPDATE SKIP LOCKED))"
+)
+
+
+async def delete_finished(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished deliveries created before ``cutoff`` (retention)."""
+    params = {"cutoff": cutoff, "open": list(UNFINISHED), "limit": limit}
+    result = await session.execute(_DELETE_FINISHED, params)
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -183,7 +183,7 @@ async def reopen_for_job(session: AsyncSession, delivery_ids: Sequence[uuid.UUID
 async def awaiting_sends(session: AsyncSession, scan: AwaitedScan, *, now: datetime) -> AwaitedPage:
     """The send jobs that unfinished deliveries wait on (for the reconciliation): each delivery's job is
     the one staged in the same transaction (:func:`habitjobs.queue.outbox.staged_with`); a delivery whose
-    outbox row is gone (pruned after a week) gets a new job of its own."""
+    outbox row is gone (deleted by retention, `outbox_keep_s`) gets a new job of its own."""
     stuck = await repo.unfinished(
         session, older_than=scan.older_than, now=now, after=scan.after, limit=scan.limit
     )
@@ -223,3 +223,9 @@ def message_for(row: Claimed) -> PushMessage:
         platform=row.platform,
         apns_env=row.apns_env,
     )
+
+
+async def delete_finished_deliveries(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Retention: finished deliveries created before ``cutoff`` go, ``limit`` at a time. The cutoff is at
+    least two days back (``push_delivery_keep_s``), past every tick that could create the same dedupe key."""
+    return await repo.delete_finished(session, cutoff, limit)

@@ -24,11 +24,11 @@ class Reconcile(BaseModel):
 
 
 async def relay_outbox(ctx: JobContext, _payload: RelayOutbox) -> dict[str, Any]:
-    """Enqueue outbox rows whose after-commit enqueue never happened; forget old acknowledged rows."""
+    """Enqueue outbox rows whose after-commit enqueue never happened. (Acknowledged rows are deleted by
+    ``maintenance.retention``.)"""
     settings = ctx.resources.settings
     relayed = await ctx.resources.outbox.relay(grace_s=settings.outbox_relay_grace_s)
-    pruned = await ctx.resources.outbox.prune(older_than_s=settings.outbox_keep_s)
-    return {"relayed": relayed, "pruned": pruned}
+    return {"relayed": relayed}
 
 
 async def reconcile_jobs(ctx: JobContext, _payload: Reconcile) -> dict[str, int]:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, func, select, update
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,16 +217,20 @@ class Outbox:
         log.info("outbox relay enqueued %d job(s) that were committed but not enqueued", len(rows))
         return len(rows)
 
-    async def prune(self, *, older_than_s: int) -> int:
-        """Forget acknowledged rows after a while (they only serve job ownership lookups)."""
-        async with self._db.transaction() as session:
-            result = await session.execute(
-                delete(OutboxRow).where(
-                    OutboxRow.enqueued_at.is_not(None),
-                    OutboxRow.enqueued_at < func.now() - timedelta(seconds=older_than_s),
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+
+_DELETE_ENQUEUED = text(
+    "DELETE FROM outbox WHERE id = ANY(ARRAY("
+    "  SELECT id FROM outbox WHERE created_at < :cutoff AND enqueued_at < :cutoff "
+    "  LIMIT :limit FOR UPDATE SKIP LOCKED))"
+)
+
+
+async def delete_enqueued(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Retention: delete up to ``limit`` rows Redis acknowledged before ``cutoff`` (never a pending one:
+    the relay still needs it). They served job ownership lookups and kept a job id from being staged
+    twice; past the cutoff the job has left Redis too."""
+    result = await session.execute(_DELETE_ENQUEUED, {"cutoff": cutoff, "limit": limit})
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _user(user_id: uuid.UUID | None) -> str | None:

@@ -1,10 +1,10 @@
-"""Job types of offline sync: merging an upload, and forgetting old tombstones and batches."""
+"""Job types of offline sync: merging an upload. (Old tombstones and uploads are forgotten by
+``maintenance.retention``, which gathers every retention rule; :func:`retention_rules` are sync's.)"""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -172,20 +172,10 @@ async def request_stats_recompute(resources: Resources, user_id: uuid.UUID) -> b
     return True
 
 
-async def purge(ctx: JobContext, _payload: Purge) -> dict[str, Any]:
-    """Forget old tombstones (moving each user's pull horizon) and old finished batches."""
-    resources = ctx.resources
-    now = resources.clock.now()
-    settings = resources.settings
-    async with resources.db.transaction() as session:
-        horizons = await service.purge_tombstones(
-            session, now - timedelta(seconds=settings.sync_tombstone_keep_s)
-        )
-    async with resources.db.transaction() as session:
-        batches = await repo.delete_finished_batches(
-            session, now - timedelta(seconds=settings.sync_batch_keep_s)
-        )
-    return {"horizons_moved": horizons, "batches_deleted": batches}
+async def retired_purge(_ctx: JobContext, _payload: Purge) -> dict[str, Any]:
+    """``sync.purge`` was the periodic job before ``maintenance.retention`` took its work over; a
+    scheduler an older worker registered in Redis may still fire it, harmlessly."""
+    return {"retired": "tombstones and uploads are purged by maintenance.retention"}
 
 
 JOBS: list[JobSpec[Any]] = [
@@ -204,12 +194,12 @@ JOBS: list[JobSpec[Any]] = [
         PURGE_JOB,
         SCHEDULER,
         Purge,
-        purge,
+        retired_purge,
         policy=NO_RETRY,
-        description="forget old tombstones and merged upload batches",
+        description="retired: maintenance.retention purges old tombstones and uploads",
     ),
 ]
 
 
-def schedules(settings: Settings) -> list[Schedule]:
-    return [Schedule("sync-purge", PURGE_JOB, every_ms=settings.sync_purge_every_ms)]
+def schedules(_settings: Settings) -> list[Schedule]:
+    return []

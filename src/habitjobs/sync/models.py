@@ -11,6 +11,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitjobs.db.base import Base
+from habitjobs.db.partitions import PartitionedTable
 
 BATCH_STATUSES = ("queued", "processing", "applied", "failed")
 
@@ -45,9 +46,11 @@ class SyncClient(Base):
 
 
 class SyncBatch(Base):
-    """One upload, stored before it is acknowledged; the ``sync.apply_batch`` job merges it.
+    """One upload's status, stored before it is acknowledged; the ``sync.apply_batch`` job merges it.
 
-    ``result`` accumulates the outcome chunk by chunk, in the same transaction as each chunk's writes.
+    ``result`` accumulates the outcome chunk by chunk, in the same transaction as each chunk's writes. The
+    uploaded mutations are in :class:`SyncBatchPayload`: this small row answers status requests long after
+    the payload was dropped.
     """
 
     __tablename__ = "sync_batches"
@@ -74,12 +77,34 @@ class SyncBatch(Base):
     mutation_count: Mapped[int] = mapped_column(Integer)
     first_mutation_id: Mapped[int] = mapped_column(BigInteger)
     last_mutation_id: Mapped[int] = mapped_column(BigInteger)
-    # The mutations as uploaded (a JSON array).
-    payload: Mapped[list[Any]]
     result: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     applied_at: Mapped[datetime | None]
+
+
+# Hourly partitions of sync_batch_payloads, made ahead and dropped by `maintenance.partitions`.
+PAYLOAD_PARTITIONS = PartitionedTable("sync_batch_payloads", "received_at")
+
+
+class SyncBatchPayload(Base):
+    """An upload's mutations as uploaded (a JSON array), needed only until the batch is merged.
+
+    Partitioned by arrival time (``received_at`` is the batch's): dropping an expired hour is one cheap
+    statement instead of deleting a payload at a time. The primary key includes the partition key, as
+    PostgreSQL requires; ``batch_id`` is unique through ``sync_batches`` already.
+    """
+
+    __tablename__ = "sync_batch_payloads"
+    __table_args__ = (
+        Index(None, "user_id"),
+        {"postgresql_partition_by": f"RANGE ({PAYLOAD_PARTITIONS.column})"},
+    )
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    payload: Mapped[list[Any]]
 
 
 class StatsDirtyDay(Base):

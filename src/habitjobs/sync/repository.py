@@ -88,13 +88,19 @@ _BATCH_COLUMNS = (
     "last_mutation_id",
 )
 _INSERT_BATCHES = text(
-    f"INSERT INTO sync_batches ({', '.join(_BATCH_COLUMNS)}, payload) "
-    f"SELECT {', '.join(_BATCH_COLUMNS)}, CAST(payload AS jsonb) FROM unnest("
+    f"WITH r AS (SELECT * FROM unnest("
     "CAST(:batch_id AS uuid[]), CAST(:user_id AS uuid[]), CAST(:client_id AS text[]), "
     "CAST(:schema_version AS integer[]), CAST(:job_id AS text[]), CAST(:mutation_count AS integer[]), "
     "CAST(:first_mutation_id AS bigint[]), CAST(:last_mutation_id AS bigint[]), CAST(:payload AS text[])"
-    f") AS r({', '.join(_BATCH_COLUMNS)}, payload) "
-    "ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id, received_at"
+    f") AS r({', '.join(_BATCH_COLUMNS)}, payload)), "
+    f"status AS (INSERT INTO sync_batches ({', '.join(_BATCH_COLUMNS)}) "
+    f"SELECT {', '.join(_BATCH_COLUMNS)} FROM r "
+    "ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id, user_id, received_at), "
+    # The payload goes to the partition of the batch's arrival (the same now(): one transaction).
+    "payload AS (INSERT INTO sync_batch_payloads (batch_id, received_at, user_id, payload) "
+    "SELECT s.batch_id, s.received_at, s.user_id, CAST(r.payload AS jsonb) "
+    "FROM status AS s JOIN r ON r.batch_id = s.batch_id) "
+    "SELECT batch_id, received_at FROM status"
 )
 
 
@@ -117,15 +123,17 @@ async def insert_batches(
     return {batch_id: received_at for batch_id, received_at in result}
 
 
-_BATCH_HEADER = [c for c in SyncBatch.__table__.columns if c.name != "payload"]
+_BATCH_HEADER = list(SyncBatch.__table__.columns)
 _HEADER_SQL = (
     "SELECT " + ", ".join(c.name for c in _BATCH_HEADER) + " FROM sync_batches WHERE batch_id = :batch_id"
 )
 _GET_BATCH = text(_HEADER_SQL).columns(*_BATCH_HEADER)
 _LOCK_BATCH = text(_HEADER_SQL + " FOR UPDATE").columns(*_BATCH_HEADER)
 _WITH_PAYLOAD = text(
-    "SELECT " + ", ".join(c.name for c in _BATCH_HEADER) + ", payload::text AS payload_text "
-    "FROM sync_batches WHERE batch_id = :batch_id"
+    "SELECT " + ", ".join(f"b.{c.name}" for c in _BATCH_HEADER) + ", p.payload::text AS payload_text "
+    "FROM sync_batches AS b LEFT JOIN sync_batch_payloads AS p "
+    "ON p.batch_id = b.batch_id AND p.received_at = b.received_at "
+    "WHERE b.batch_id = :batch_id"
 ).columns(*_BATCH_HEADER)
 # A chunk's bookkeeping in one statement: the client's progress, and the batch's outcome so far.
 _PROGRESS = text(
@@ -195,13 +203,16 @@ async def get_batch_for_update(session: AsyncSession, batch_id: uuid.UUID) -> Sy
     return None if row is None else SyncBatch(**row._asdict())
 
 
-async def batch_with_payload(session: AsyncSession, batch_id: uuid.UUID) -> tuple[SyncBatch, str] | None:
-    """The batch, and its mutations as JSON text (the caller parses and validates it in one pass)."""
+async def batch_with_payload(
+    session: AsyncSession, batch_id: uuid.UUID
+) -> tuple[SyncBatch, str | None] | None:
+    """The batch, and its mutations as JSON text (the caller parses and validates it in one pass); None
+    for the text when the payload's partition was dropped."""
     row = (await session.execute(_WITH_PAYLOAD, {"batch_id": batch_id})).first()
     if row is None:
         return None
     values = row._asdict()
-    payload: str = values.pop("payload_text")
+    payload: str | None = values.pop("payload_text")
     return SyncBatch(**values), payload
 
 
@@ -353,7 +364,8 @@ def _purge_sql(entity: str) -> Any:
             f"JOIN gone ON c.{spec.cascade.column} = gone.id"
         )
     return text(
-        f"WITH gone AS (DELETE FROM {spec.table.name} WHERE deleted_at < :cutoff "
+        f"WITH gone AS (DELETE FROM {spec.table.name} "
+        "WHERE id = ANY(CAST(:ids AS uuid[])) AND deleted_at < :cutoff "
         "RETURNING user_id, id, server_version), "
         f"versions AS (SELECT user_id, server_version FROM gone{children}) "
         "INSERT INTO user_sync_state AS s (user_id, version, purged_through) "
@@ -364,18 +376,52 @@ def _purge_sql(entity: str) -> Any:
     )
 
 
-async def purge_tombstones(session: AsyncSession, spec: EntitySpec, cutoff: datetime) -> int:
-    """Delete tombstones older than ``cutoff`` and move each affected user's horizon past them.
-
-    Returns how many users' horizons moved.
-    """
-    result = await session.scalars(_purge_sql(spec.name), {"cutoff": cutoff})
-    return len(list(result))
+@functools.cache
+def _tombstones_sql(entity: str) -> Any:
+    table = ENTITIES[entity].table.name
+    return text(f"SELECT id, user_id FROM {table} WHERE deleted_at < :cutoff LIMIT :limit")
 
 
-async def delete_finished_batches(session: AsyncSession, cutoff: datetime) -> int:
-    result = await session.execute(
-        text("DELETE FROM sync_batches WHERE received_at < :cutoff AND status IN ('applied', 'failed')"),
-        {"cutoff": cutoff},
-    )
+# The users' version rows, locked in one order: a merge takes its user's lock before it touches that
+# user's rows, so the purge must too (deleting first and moving the horizon after would take the two
+# locks the other way round, and deadlock with a merge of the same user).
+_LOCK_USERS = text(
+    "SELECT user_id FROM user_sync_state WHERE user_id = ANY(CAST(:users AS uuid[])) "
+    "ORDER BY user_id FOR UPDATE"
+)
+
+
+async def purge_tombstones(session: AsyncSession, spec: EntitySpec, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` tombstones older than ``cutoff`` and move each affected user's horizon past
+    them. Returns how many tombstones were looked at (``limit`` when more may be left)."""
+    found = (await session.execute(_tombstones_sql(spec.name), {"cutoff": cutoff, "limit": limit})).all()
+    if not found:
+        return 0
+    users = sorted({row.user_id for row in found})
+    await session.execute(_LOCK_USERS, {"users": users})
+    await session.execute(_purge_sql(spec.name), {"ids": [row.id for row in found], "cutoff": cutoff})
+    return len(found)
+
+
+_DELETE_FINISHED_BATCHES = text(
+    "DELETE FROM sync_batches WHERE batch_id = ANY(ARRAY("
+    "  SELECT batch_id FROM sync_batches WHERE received_at < :cutoff AND status IN ('applied', 'failed') "
+    "  LIMIT :limit FOR UPDATE SKIP LOCKED))"
+)
+
+
+async def delete_finished_batches(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished uploads' status rows that arrived before ``cutoff``."""
+    result = await session.execute(_DELETE_FINISHED_BATCHES, {"cutoff": cutoff, "limit": limit})
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+_OPEN_BATCH_IN = text(
+    "SELECT EXISTS (SELECT 1 FROM sync_batches WHERE status IN ('queued', 'processing') "
+    "AND received_at >= :start AND received_at < :end)"
+)
+
+
+async def open_batch_received_in(session: AsyncSession, start: datetime, end: datetime) -> bool:
+    """Whether an upload received in ``[start, end)`` is not merged yet (it still needs its payload)."""
+    return bool((await session.execute(_OPEN_BATCH_IN, {"start": start, "end": end})).scalar_one())

@@ -272,7 +272,11 @@ async def load_batch(session: AsyncSession, settings: Settings, batch_id: uuid.U
     )
 
 
-def _stored_mutations(payload: str) -> list[StoredMutation]:
+def _stored_mutations(payload: str | None) -> list[StoredMutation]:
+    if payload is None:
+        # Its partition was dropped: only an upload left unmerged past sync_payload_keep_s (the partition
+        # job keeps partitions holding unmerged uploads) or a hand edit gets here.
+        raise PermanentFailure("the stored payload is gone (dropped by retention)")
     try:
         return _STORED.validate_json(payload)
     except ValidationError as exc:
@@ -429,9 +433,21 @@ async def pull(session: AsyncSession, user_id: uuid.UUID, raw_cursor: str | None
 # --- retention ------------------------------------------------------------------------------------
 
 
-async def purge_tombstones(session: AsyncSession, cutoff: datetime) -> int:
-    """Forget tombstones older than ``cutoff``, children first. Returns how many horizons moved."""
-    moved = 0
+async def purge_tombstones(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Forget up to ``limit`` tombstones older than ``cutoff``, children first (a parent's delete would
+    cascade into children not yet counted in their user's horizon). Returns how many were handled."""
     for spec in reversed(list(ENTITIES.values())):
-        moved += await repo.purge_tombstones(session, spec, cutoff)
-    return moved
+        handled = await repo.purge_tombstones(session, spec, cutoff, limit)
+        if handled:
+            return handled
+    return 0
+
+
+async def delete_finished_batches(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` status rows of finished uploads that arrived before ``cutoff``."""
+    return await repo.delete_finished_batches(session, cutoff, limit)
+
+
+async def open_batch_received_in(session: AsyncSession, start: datetime, end: datetime) -> bool:
+    """Whether a payload partition covering ``[start, end)`` still holds an unmerged upload's payload."""
+    return await repo.open_batch_received_in(session, start, end)
