@@ -23,7 +23,7 @@ from alembic import op
 from habitjobs.db.partitions import PartitionedTable
 
 revision: str = "0020"
-down_revision: str | None = "0016"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
