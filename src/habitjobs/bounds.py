@@ -98,7 +98,7 @@ TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})
 TimeOfDay = Annotated[
     time,
     AfterValidator(check_time_of_day),
-    PlainSerializer(_format_time, return_type=str),
+    PlainSerializer(_format_time, return_type=str, when_used="json"),
     Field(json_schema_extra=lambda schema: _time_of_day_schema(schema), examples=["07:30", "21:45:00"]),
 ]
 """A local time of day, ``HH:MM[:SS]`` without an offset; always sent back as ``HH:MM:SS``."""

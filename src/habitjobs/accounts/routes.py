@@ -22,6 +22,7 @@ from habitjobs.accounts.schemas import (
     MePatch,
 )
 from habitjobs.api.deps import AccountOwner, AuthenticatorDep, CurrentUser, ResourcesDep
+from habitjobs.api.openapi import error_responses
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -55,7 +56,7 @@ async def get_me(user_id: CurrentUser, resources: ResourcesDep) -> MeOut:
         return _me(await service.get_me(session, user_id))
 
 
-@router.patch("/me")
+@router.patch("/me", responses=error_responses(413))
 async def patch_me(body: MePatch, user_id: CurrentUser, resources: ResourcesDep) -> MeOut:
     async with resources.db.transaction() as session:
         user = await service.patch_me(session, resources.clock, user_id, body)
@@ -68,7 +69,7 @@ async def list_devices(user_id: CurrentUser, resources: ResourcesDep) -> list[De
         return [_device(d) for d in await service.list_devices(session, user_id)]
 
 
-@router.put("/devices/{device_id}")
+@router.put("/devices/{device_id}", responses=error_responses(404, 409, 413))
 async def register_device(
     device_id: uuid.UUID, body: DevicePut, user_id: CurrentUser, resources: ResourcesDep
 ) -> DeviceOut:
@@ -80,7 +81,7 @@ async def register_device(
         return _device(device)
 
 
-@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 async def unregister_device(device_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> Response:
     async with resources.db.transaction() as session:
         await service.unregister_device(session, user_id, device_id)
@@ -157,7 +158,11 @@ async def link_identity(
     return IdentityOut.model_validate(identity, from_attributes=True)
 
 
-@router.delete("/me/identities/{identity_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/me/identities/{identity_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409),
+)
 async def unlink_identity(identity_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> Response:
     """Stop signing in through this identity (409 for the account's last one)."""
     async with resources.db.transaction() as session:
@@ -169,7 +174,7 @@ def _deletion(found: AccountDeletion) -> DeletionOut:
     return DeletionOut.model_validate(found, from_attributes=True)
 
 
-@router.delete("/me", status_code=status.HTTP_202_ACCEPTED)
+@router.delete("/me", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(409))
 async def delete_me(user_id: AccountOwner, resources: ResourcesDep) -> DeletionAccepted:
     """Delete this account and all its data. The account is locked at once (its tokens then reach only
     ``/v1/me/deletion``, its devices get no more pushes); a background job erases everything after the
@@ -192,7 +197,7 @@ async def delete_me(user_id: AccountOwner, resources: ResourcesDep) -> DeletionA
     )
 
 
-@router.get("/me/deletion")
+@router.get("/me/deletion", responses=error_responses(404))
 async def get_deletion(user_id: AccountOwner, resources: ResourcesDep) -> DeletionOut:
     """The account's latest deletion request (404 if there was none)."""
     async with resources.db.transaction() as session:

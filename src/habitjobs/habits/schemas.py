@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from habitjobs.bounds import TimeOfDay
 from habitjobs.habits.models import ALL_DAYS_MASK
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -26,7 +27,7 @@ class RoutineIn(Body):
     id: uuid.UUID | None = Field(default=None, description="chosen by the app; generated when absent")
     kind: RoutineKind
     name: Name
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask = ALL_DAYS_MASK
     position: Position = 0
 
@@ -34,16 +35,16 @@ class RoutineIn(Body):
 class RoutinePatch(Body):
     kind: RoutineKind | None = None
     name: Name | None = None
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask | None = None
     position: Position | None = None
 
 
 class RoutineOut(BaseModel):
     id: uuid.UUID
-    kind: str
+    kind: RoutineKind
     name: str
-    start_local_time: time | None
+    start_local_time: TimeOfDay | None
     days_mask: int
     position: int
     server_version: int
@@ -77,7 +78,7 @@ class HabitOut(BaseModel):
     id: uuid.UUID
     routine_id: uuid.UUID | None
     name: str
-    kind: str
+    kind: HabitKind
     duration_seconds: int | None
     target_value: Decimal | None
     days_mask: int

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from habitjobs.accounts.schemas import Timezone
+from habitjobs.bounds import TimeOfDay
 from habitjobs.habits.models import ALL_DAYS_MASK
 
 Kind = Literal["morning_routine", "evening_routine", "habit", "streak_risk"]
@@ -26,7 +27,7 @@ class ReminderIn(Body):
     kind: Kind
     habit_id: uuid.UUID | None = None
     routine_id: uuid.UUID | None = None
-    local_time: time | None = Field(
+    local_time: TimeOfDay | None = Field(
         default=None, description="wall-clock time; streak_risk defaults to 20:00"
     )
     days_mask: DaysMask = ALL_DAYS_MASK
@@ -45,7 +46,7 @@ class ReminderIn(Body):
 
 
 class ReminderPatch(Body):
-    local_time: time | None = None
+    local_time: TimeOfDay | None = None
     days_mask: DaysMask | None = None
     timezone: Timezone | None = None
     enabled: bool | None = None
@@ -55,10 +56,10 @@ class ReminderPatch(Body):
 
 class ReminderOut(BaseModel):
     id: uuid.UUID
-    kind: str
+    kind: Kind
     habit_id: uuid.UUID | None
     routine_id: uuid.UUID | None
-    local_time: time
+    local_time: TimeOfDay
     days_mask: int
     timezone: str | None
     enabled: bool

@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlalchemy import Table
 
 from habitjobs.accounts.schemas import Timezone
+from habitjobs.bounds import TimeOfDay
 from habitjobs.db.base import Base
 from habitjobs.habits.models import ALL_DAYS_MASK, FocusSession, Habit, HabitCompletion, Routine
 from habitjobs.reminders.models import Reminder
@@ -53,15 +54,15 @@ class Data(BaseModel):
 class RoutineData(Data):
     kind: RoutineKind
     name: Name
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask = ALL_DAYS_MASK
     position: Position = 0
 
 
-class RoutinePatch(Data):
+class RoutinePatchData(Data):
     kind: RoutineKind | None = None
     name: Name | None = None
-    start_local_time: time | None = None
+    start_local_time: TimeOfDay | None = None
     days_mask: DaysMask | None = None
     position: Position | None = None
 
@@ -86,7 +87,7 @@ class HabitData(Data):
         return self
 
 
-class HabitPatch(Data):
+class HabitPatchData(Data):
     name: Name | None = None
     kind: HabitKind | None = None
     routine_id: uuid.UUID | None = None
@@ -128,7 +129,7 @@ class ReminderData(Data):
     kind: ReminderKind
     habit_id: uuid.UUID | None = None
     routine_id: uuid.UUID | None = None
-    local_time: time
+    local_time: TimeOfDay
     days_mask: DaysMask = ALL_DAYS_MASK
     # An IANA zone, or null to follow the user's zone.
     timezone: Timezone | None = None
@@ -294,7 +295,7 @@ ENTITIES: dict[str, EntitySpec] = {
             Routine,
             "settings",
             RoutineData,
-            RoutinePatch,
+            RoutinePatchData,
             not_null=frozenset({"kind", "name", "days_mask", "position"}),
         ),
         EntitySpec(
@@ -302,7 +303,7 @@ ENTITIES: dict[str, EntitySpec] = {
             Habit,
             "settings",
             HabitData,
-            HabitPatch,
+            HabitPatchData,
             not_null=frozenset({"name", "kind", "days_mask", "position"}),
             references=(Reference("routine_id", "routine", "unknown_routine"),),
             cascade=Cascade("habit_completion", "habit_id"),

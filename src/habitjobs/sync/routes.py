@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from habitjobs.api.deps import Credentials, CurrentUser, ResourcesDep, authenticate
+from habitjobs.api.openapi import error_responses
 from habitjobs.api.ratelimit import SYNC, limiter, rate_limit
 from habitjobs.errors import PayloadTooLarge
 from habitjobs.sync import service
@@ -60,7 +61,7 @@ async def push(
     )
 
 
-@router.get("/batches/{batch_id}", dependencies=[Depends(rate_limit)])
+@router.get("/batches/{batch_id}", dependencies=[Depends(rate_limit)], responses=error_responses(404))
 async def get_batch(batch_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> BatchOut:
     """The merge outcome of one of the caller's batches."""
     async with resources.db.transaction() as session:
