@@ -47,6 +47,8 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         version=__version__,
         description="Habit and focus app backend: answers at once, heavy work runs in background jobs.",
         lifespan=lifespan,
+        # operationId = the route function's name (create_habit, push...): what generated clients call.
+        generate_unique_id_function=lambda route: route.name,
     )
     if resources is not None:
         app.state.resources = resources

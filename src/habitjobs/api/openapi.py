@@ -8,6 +8,7 @@ Every answer that is not a success has the body :class:`ErrorBody` (built by
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -113,6 +114,35 @@ def _prune(document: dict[str, Any]) -> None:
         del components[name]
 
 
+def _defaults_in_descriptions(document: dict[str, Any]) -> None:
+    """Request schemas name their defaults in the description instead of ``default``.
+
+    The server fills a field the client leaves out; but generators read ``default`` as "always present"
+    (openapi-typescript makes such a field required), which would force every client to send it.
+    """
+    components: dict[str, Any] = document["components"]["schemas"]
+    bodies = [
+        op["requestBody"]
+        for path in document["paths"].values()
+        for op in path.values()
+        if isinstance(op, dict) and "requestBody" in op
+    ]
+    seen: set[str] = set()
+    todo = _refs(bodies)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in components:
+            continue
+        seen.add(name)
+        todo |= _refs(components[name])
+        for prop in components[name].get("properties", {}).values():
+            if "default" in prop:
+                default = prop.pop("default")
+                if default is not None:
+                    note = f"default: `{json.dumps(default)}`"
+                    prop["description"] = f"{prop['description']} ({note})" if "description" in prop else note
+
+
 def install_openapi(app: FastAPI) -> None:
     """Generate the document once, adding the sync mutation union (the push body names it; its variants
     are described here because the upload itself validates mutations one by one in the merge)."""
@@ -140,6 +170,7 @@ def install_openapi(app: FastAPI) -> None:
         # Drop what nothing refers to: FastAPI's validation error shapes (every 422 is an ErrorBody) and
         # the models whose document schema is replaced (MutationIn, TableChanges).
         _prune(document)
+        _defaults_in_descriptions(document)
         app.openapi_schema = document
         return document
 

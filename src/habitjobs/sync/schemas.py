@@ -192,19 +192,15 @@ def mutation_union_schema(ref_template: str) -> dict[str, dict[str, Any]]:
                 },
             },
         }
+    # One level of discriminator (on ``op``, per entity): generators handle a mapping to object schemas
+    # only. The outer union needs none: every variant's ``entity`` is a constant.
     schemas[MUTATION_SCHEMA_NAME] = {
         "title": MUTATION_SCHEMA_NAME,
-        "description": "One offline change. Each is checked by the merge: a wrong one is rejected alone "
-        "(`BatchOut.rejected`, with a code and the field), the others apply.",
+        "description": "One offline change, by `entity` then `op`. Each is checked by the merge: a wrong "
+        "one is rejected alone (`BatchOut.rejected`, with a code and the field), the others apply.",
         "oneOf": [
             {"$ref": ref_template.format(model=f"{_camel(s.name)}Mutation")} for s in ENTITIES.values()
         ],
-        "discriminator": {
-            "propertyName": "entity",
-            "mapping": {
-                s.name: ref_template.format(model=f"{_camel(s.name)}Mutation") for s in ENTITIES.values()
-            },
-        },
     }
     return schemas
 
