@@ -22,7 +22,7 @@ from habitjobs.accounts.schemas import (
     MePatch,
 )
 from habitjobs.api.deps import AccountOwner, AuthenticatorDep, CurrentUser, ResourcesDep
-from habitjobs.api.openapi import error_responses
+from habitjobs.api.openapi import ErrorBody, error_responses
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -116,7 +116,13 @@ async def request_export(user_id: CurrentUser, resources: ResourcesDep, response
 
 @router.get(
     "/me/exports/{export_id}",
-    responses={410: {"description": "`export_expired`: the export expired and its document was deleted"}},
+    responses={
+        **error_responses(404),
+        410: {
+            "model": ErrorBody,
+            "description": "`export_expired`: the export expired and its document was deleted",
+        },
+    },
 )
 async def get_export(export_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> ExportOut:
     async with resources.db.transaction() as session:
@@ -138,7 +144,11 @@ async def list_identities(user_id: CurrentUser, resources: ResourcesDep) -> list
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": IdentityOut, "description": "the identity was linked to this account already"},
-        409: {"description": "the identity signs in another account (accounts are never merged)"},
+        **error_responses(413),
+        409: {
+            "model": ErrorBody,
+            "description": "the identity signs in another account (accounts are never merged)",
+        },
     },
 )
 async def link_identity(
@@ -204,7 +214,13 @@ async def get_deletion(user_id: AccountOwner, resources: ResourcesDep) -> Deleti
         return _deletion(await deletion.get_deletion(session, user_id))
 
 
-@router.delete("/me/deletion", responses={409: {"description": "the deletion has already started"}})
+@router.delete(
+    "/me/deletion",
+    responses={
+        **error_responses(404),
+        409: {"model": ErrorBody, "description": "the deletion has already started"},
+    },
+)
 async def cancel_deletion(user_id: AccountOwner, resources: ResourcesDep) -> DeletionOut:
     """Cancel the pending deletion (during the grace period): the account and its devices work again."""
     async with resources.db.transaction() as session:
