@@ -14,6 +14,7 @@ from habitjobs.api.app import create_app
 from habitjobs.api.server import uvicorn_config
 from habitjobs.config import Settings
 from habitjobs.resources import Resources
+from tests.support.contract import CHECKED
 from tests.support.net import free_port, wait_http_ok
 
 
@@ -29,7 +30,9 @@ async def open_api(settings: Settings, **overrides: Any) -> AsyncIterator[httpx.
     app = create_app(app_settings, resources=resources)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", event_hooks=CHECKED
+        ) as http:
             yield http
     finally:
         await resources.aclose()

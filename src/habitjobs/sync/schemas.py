@@ -223,21 +223,24 @@ _COLUMN_SCHEMAS: dict[type, dict[str, Any]] = {
 def _row_schema(spec: EntitySpec) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for column in spec.table.columns:
-        if column.name in PULL_HIDDEN:
+        name = str(column.name)  # a plain str: SQLAlchemy's quoted_name is not JSON to every library
+        if name in PULL_HIDDEN:
             continue
         schema = dict(_COLUMN_SCHEMAS[column.type.python_type])
-        field = spec.data.model_fields.get(column.name)
+        field = spec.data.model_fields.get(name)
         if field is not None and schema.get("type") == "string":
             choices = [a for a in typing.get_args(field.annotation) if isinstance(a, str)]
             if typing.get_origin(field.annotation) is Literal and choices:
                 schema["enum"] = choices
-        if column.name == "deleted_at":
+        if name == "deleted_at":
             schema = {"type": "null", "description": "pulled rows are live (deletions come as ids)"}
         elif column.nullable:
             schema = {"anyOf": [schema, {"type": "null"}]}
-        properties[column.name] = schema
+        properties[name] = schema
     name = f"{_camel(spec.name)}Row"
-    return {"title": name, "type": "object", "properties": properties, "required": list(properties)}
+    # deleted_at is always null in a pulled row: present, but nothing for a client to read.
+    required = [p for p in properties if p != "deleted_at"]
+    return {"title": name, "type": "object", "properties": properties, "required": required}
 
 
 def pull_schemas(ref_template: str) -> dict[str, dict[str, Any]]:
