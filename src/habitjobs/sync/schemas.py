@@ -260,7 +260,7 @@ def pull_schemas(ref_template: str) -> dict[str, dict[str, Any]]:
             },
             "required": ["upserted", "deleted"],
         }
-        tables[spec.table.name] = {"$ref": ref_template.format(model=changes)}
+        tables[str(spec.table.name)] = {"$ref": ref_template.format(model=changes)}
     schemas["PullChanges"] = {
         "title": "PullChanges",
         "description": "Changed rows and deleted ids per table; every table on a page, none when "
