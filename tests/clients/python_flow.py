@@ -106,7 +106,9 @@ def run(base_url: str, token: str) -> None:
             batch = get_batch.sync(client=client, batch_id=batch_id)
             assert isinstance(batch, BatchOut)
             assert batch.status != BatchOutStatus.FAILED, batch.error
-            return batch.status == BatchOutStatus.APPLIED and batch.applied == 2 and batch.rejected == []
+            return bool(
+                batch.status == BatchOutStatus.APPLIED and batch.applied == 2 and batch.rejected == []
+            )
 
         _until("the merge of the upload", applied)
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -99,9 +100,9 @@ async def test_the_python_client_runs_the_readme_flow(
     python_client: Path,
     settings: Settings,
     resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: Callable[..., Awaitable[ApiUser]],
 ) -> None:
-    user: ApiUser = await make_user()
+    user = await make_user()
     runtime = WorkerRuntime(resources, queues=["sync"])
     await runtime.start()
     try:

@@ -7,12 +7,15 @@ every answer must be no server error, a declared status, a declared content type
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import hypothesis
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import CheckFunction
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -24,6 +27,8 @@ from habitjobs.resources import Resources
 from tests.conftest import ApiUser
 from tests.support.apps import serve_api
 
+MakeUser = Callable[..., Awaitable[ApiUser]]
+Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 SEED = 20261202
 CASES_PER_OPERATION = 8
 CHECKS: list[CheckFunction] = [
@@ -39,7 +44,10 @@ LAST = "DELETE /v1/me"
 def _fuzz(base_url: str, token: str) -> tuple[int, list[str]]:
     """(cases run, failures): each failure names the operation, the check and the request."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations: list[Operation] = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        operations.append(result.ok())
     operations.sort(key=lambda op: op.label == LAST)
     failures: list[str] = []
     cases = 0
@@ -55,7 +63,7 @@ def _fuzz(base_url: str, token: str) -> tuple[int, list[str]]:
             suppress_health_check=list(HealthCheck),
         )
         @hypothesis.given(case=operation.as_strategy())
-        def run(case: schemathesis.Case) -> None:
+        def run(case: schemathesis.Case[Operation]) -> None:
             nonlocal cases
             cases += 1
             response = case.call(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -71,9 +79,9 @@ def _fuzz(base_url: str, token: str) -> tuple[int, list[str]]:
 async def test_schemathesis_finds_no_failure(
     settings: Settings,
     resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
-    user: ApiUser = await make_user(admin=True)
+    user = await make_user(admin=True)
     async with serve_api(settings, resources) as base_url:
         cases, failures = await asyncio.to_thread(_fuzz, base_url, user.token)
     assert cases >= 200
