@@ -19,6 +19,7 @@ from habitjobs.api.limits import BodySizeLimit
 from habitjobs.api.openapi import USER_ERRORS, error_responses, install_openapi
 from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
+from habitjobs.dashboard import routes as dashboard
 from habitjobs.habits.routes import router as habits_router
 from habitjobs.reminders.routes import router as reminders_router
 from habitjobs.resources import Resources
@@ -69,5 +70,6 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(analytics_router, dependencies=limited, responses=USER_ERRORS)
     app.include_router(jobs.router, dependencies=limited, responses=USER_ERRORS)
     app.include_router(admin_router, responses=error_responses(401, 403, 404, 422, 503))
+    dashboard.install(app)  # the operators' web pages under /admin
     install_openapi(app)
     return app
