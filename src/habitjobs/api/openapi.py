@@ -69,10 +69,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # What every route of a signed-in user may answer: no or a bad token, a rate limit, a store outage, and
 # 422 for a bad parameter or body.
 USER_ERRORS = error_responses(401, 422, 429, 503)
-# A route with an id in its path: someone else's or a missing one.
-NOT_FOUND = error_responses(404)
-# A route with a body: over the body size limit.
-TOO_LARGE = error_responses(413)
 
 
 def _resolve_refs(node: Any) -> None:
