@@ -17,6 +17,7 @@ from habitjobs.config import Settings
 from habitjobs.db.all_models import Base
 from habitjobs.resources import Resources
 from tests.support import stores
+from tests.support.contract import CHECKED
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +90,9 @@ async def job_resources(settings: Settings) -> AsyncIterator[Resources]:
 async def client(settings: Settings, resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, resources=resources)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api.test", event_hooks=CHECKED
+    ) as http:
         yield http
 
 

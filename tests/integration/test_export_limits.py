@@ -24,6 +24,7 @@ from habitjobs.queue.names import DEFAULT
 from habitjobs.queue.registry import FailedJob, JobContext
 from habitjobs.resources import Resources
 from tests.support.apps import changed
+from tests.support.contract import CHECKED
 from tests.support.workers import drain
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -72,7 +73,9 @@ async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(settings:
         user = await make_user()
         app = create_app(small, resources=resources)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", event_hooks=CHECKED
+        ) as http:
             for i in range(30):
                 body = {"name": f"a habit with a long name, number {i:03d} " + "x" * 150}
                 assert (await http.post("/v1/habits", headers=user.headers, json=body)).status_code == 201

@@ -22,6 +22,7 @@ from habitjobs.api.app import create_app
 from habitjobs.clock import SystemClock
 from habitjobs.config import OidcProvider
 from habitjobs.resources import Resources
+from tests.support.contract import CHECKED
 from tests.support.oidc import LocalProvider
 
 
@@ -63,7 +64,9 @@ async def api(
     if monotonic is not None:
         app.state.authenticator = Authenticator(configured, monotonic=monotonic)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api.test", event_hooks=CHECKED
+    ) as http:
         try:
             yield Api(app, http)
         finally:

@@ -72,7 +72,7 @@ async def test_validation_and_ownership(client: httpx.AsyncClient, make_user) ->
             {"kind": "habit", "local_time": "07:00", "habit_id": habit["id"], "timezone": "Mars/Base"},
             "timezone",
         ),
-        ({"kind": "morning_routine"}, "body"),
+        ({"kind": "morning_routine"}, "local_time"),
         ({"kind": "sometimes", "local_time": "07:00"}, "kind"),
         ({"kind": "morning_routine", "local_time": "25:00"}, "local_time"),
         ({"kind": "morning_routine", "local_time": "07:00", "days_mask": 200}, "days_mask"),

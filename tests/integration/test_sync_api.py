@@ -18,6 +18,7 @@ from habitjobs.config import Settings
 from habitjobs.queue.models import OutboxRow
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
+from tests.support.contract import CHECKED
 from tests.support.sync import Device, body, ts
 from tests.support.workers import drain
 
@@ -137,7 +138,9 @@ async def small_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     res = Resources.open(tight, application_name="habitjobs-test")
     try:
         transport = httpx.ASGITransport(app=create_app(tight, resources=res), raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", event_hooks=CHECKED
+        ) as http:
             yield http
     finally:
         await res.aclose()
@@ -311,7 +314,9 @@ async def test_a_remembered_token_still_expires(resources: Resources, make_user)
     app = create_app(resources.settings, resources=resources)
     app.state.authenticator = Authenticator(resources.settings, clock=clock)  # token expiry's time
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api.test", event_hooks=CHECKED
+    ) as client:
         short = {"Authorization": f"Bearer {mint_token(resources.settings, user.id, now=now, ttl_s=60)}"}
         phone = Device()
         _new_habit(phone)

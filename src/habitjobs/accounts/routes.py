@@ -22,6 +22,7 @@ from habitjobs.accounts.schemas import (
     MePatch,
 )
 from habitjobs.api.deps import AccountOwner, AuthenticatorDep, CurrentUser, ResourcesDep
+from habitjobs.api.openapi import ErrorBody, error_responses
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -55,7 +56,7 @@ async def get_me(user_id: CurrentUser, resources: ResourcesDep) -> MeOut:
         return _me(await service.get_me(session, user_id))
 
 
-@router.patch("/me")
+@router.patch("/me", responses=error_responses(413))
 async def patch_me(body: MePatch, user_id: CurrentUser, resources: ResourcesDep) -> MeOut:
     async with resources.db.transaction() as session:
         user = await service.patch_me(session, resources.clock, user_id, body)
@@ -68,7 +69,7 @@ async def list_devices(user_id: CurrentUser, resources: ResourcesDep) -> list[De
         return [_device(d) for d in await service.list_devices(session, user_id)]
 
 
-@router.put("/devices/{device_id}")
+@router.put("/devices/{device_id}", responses=error_responses(404, 409, 413))
 async def register_device(
     device_id: uuid.UUID, body: DevicePut, user_id: CurrentUser, resources: ResourcesDep
 ) -> DeviceOut:
@@ -80,7 +81,7 @@ async def register_device(
         return _device(device)
 
 
-@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 async def unregister_device(device_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> Response:
     async with resources.db.transaction() as session:
         await service.unregister_device(session, user_id, device_id)
@@ -115,7 +116,13 @@ async def request_export(user_id: CurrentUser, resources: ResourcesDep, response
 
 @router.get(
     "/me/exports/{export_id}",
-    responses={410: {"description": "`export_expired`: the export expired and its document was deleted"}},
+    responses={
+        **error_responses(404),
+        410: {
+            "model": ErrorBody,
+            "description": "`export_expired`: the export expired and its document was deleted",
+        },
+    },
 )
 async def get_export(export_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> ExportOut:
     async with resources.db.transaction() as session:
@@ -137,7 +144,11 @@ async def list_identities(user_id: CurrentUser, resources: ResourcesDep) -> list
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": IdentityOut, "description": "the identity was linked to this account already"},
-        409: {"description": "the identity signs in another account (accounts are never merged)"},
+        **error_responses(413),
+        409: {
+            "model": ErrorBody,
+            "description": "the identity signs in another account (accounts are never merged)",
+        },
     },
 )
 async def link_identity(
@@ -157,7 +168,11 @@ async def link_identity(
     return IdentityOut.model_validate(identity, from_attributes=True)
 
 
-@router.delete("/me/identities/{identity_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/me/identities/{identity_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409),
+)
 async def unlink_identity(identity_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> Response:
     """Stop signing in through this identity (409 for the account's last one)."""
     async with resources.db.transaction() as session:
@@ -169,7 +184,7 @@ def _deletion(found: AccountDeletion) -> DeletionOut:
     return DeletionOut.model_validate(found, from_attributes=True)
 
 
-@router.delete("/me", status_code=status.HTTP_202_ACCEPTED)
+@router.delete("/me", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(409))
 async def delete_me(user_id: AccountOwner, resources: ResourcesDep) -> DeletionAccepted:
     """Delete this account and all its data. The account is locked at once (its tokens then reach only
     ``/v1/me/deletion``, its devices get no more pushes); a background job erases everything after the
@@ -192,14 +207,20 @@ async def delete_me(user_id: AccountOwner, resources: ResourcesDep) -> DeletionA
     )
 
 
-@router.get("/me/deletion")
+@router.get("/me/deletion", responses=error_responses(404))
 async def get_deletion(user_id: AccountOwner, resources: ResourcesDep) -> DeletionOut:
     """The account's latest deletion request (404 if there was none)."""
     async with resources.db.transaction() as session:
         return _deletion(await deletion.get_deletion(session, user_id))
 
 
-@router.delete("/me/deletion", responses={409: {"description": "the deletion has already started"}})
+@router.delete(
+    "/me/deletion",
+    responses={
+        **error_responses(404),
+        409: {"model": ErrorBody, "description": "the deletion has already started"},
+    },
+)
 async def cancel_deletion(user_id: AccountOwner, resources: ResourcesDep) -> DeletionOut:
     """Cancel the pending deletion (during the grace period): the account and its devices work again."""
     async with resources.db.transaction() as session:

@@ -68,10 +68,10 @@ class DevicePut(Body):
 
 class DeviceOut(BaseModel):
     id: uuid.UUID
-    platform: str
-    provider: str
+    platform: Literal["ios", "android"]
+    provider: Literal["apns", "fcm"]
     push_token_tail: str
-    apns_env: str | None
+    apns_env: Literal["sandbox", "production"] | None
     app_version: str | None
     push_enabled: bool
     registered_at: datetime
@@ -88,8 +88,10 @@ class ExportAccepted(BaseModel):
 
 
 class ExportOut(BaseModel):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: uuid.UUID
-    status: str
+    status: Literal["queued", "running", "done", "failed", "expired"]
     job_id: str
     requested_at: datetime
     finished_at: datetime | None

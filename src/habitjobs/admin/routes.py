@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from habitjobs.admin.schemas import JobDetailOut, JobPageOut, QueueOut, RetriedOut, WorkerOut
 from habitjobs.api.deps import ResourcesDep, require_admin
+from habitjobs.api.openapi import error_responses
 from habitjobs.queue.operations import MAX_PAGE, MAX_PAGE_SIZE, JobOperations
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -46,7 +47,7 @@ async def show_job(queue: str, job_id: str, resources: ResourcesDep) -> JobDetai
     return JobDetailOut.of(await _ops(resources).job(queue, job_id))
 
 
-@router.post("/queues/{queue}/jobs/{job_id}/retry")
+@router.post("/queues/{queue}/jobs/{job_id}/retry", responses=error_responses(409))
 async def retry_job(queue: str, job_id: str, resources: ResourcesDep) -> JobDetailOut:
     return JobDetailOut.of(await _ops(resources).retry(queue, job_id))
 
@@ -60,12 +61,14 @@ async def retry_failed(
     return RetriedOut(queue=queue, retried=await _ops(resources).retry_failed(queue, name=name))
 
 
-@router.post("/queues/{queue}/jobs/{job_id}/promote")
+@router.post("/queues/{queue}/jobs/{job_id}/promote", responses=error_responses(409))
 async def promote_job(queue: str, job_id: str, resources: ResourcesDep) -> JobDetailOut:
     return JobDetailOut.of(await _ops(resources).promote(queue, job_id))
 
 
-@router.delete("/queues/{queue}/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/queues/{queue}/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(409)
+)
 async def remove_job(queue: str, job_id: str, resources: ResourcesDep) -> Response:
     await _ops(resources).remove(queue, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

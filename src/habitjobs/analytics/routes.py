@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from habitjobs.analytics import service
 from habitjobs.analytics.schemas import DailyStatsPage, StreakOut, WeeklyStatsPage
 from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.api.openapi import error_responses
 from habitjobs.bounds import LocalDay
 
 router = APIRouter(prefix="/v1", tags=["statistics"])
@@ -32,7 +33,7 @@ async def weekly_stats(first: From, to: To, user_id: CurrentUser, resources: Res
         return await service.weekly_stats(session, user_id, first, to)
 
 
-@router.get("/habits/{habit_id}/streak")
+@router.get("/habits/{habit_id}/streak", responses=error_responses(404))
 async def habit_streak(habit_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> StreakOut:
     """The habit's current and best streak as of its last computation; 404 for anyone else's habit."""
     async with resources.db.transaction() as session:

@@ -5,19 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 # Longest ranges one request may ask for.
 MAX_DAILY_DAYS = 366
 MAX_WEEKLY_DAYS = 53 * 7
 
 
+# Rates are exact decimals in the database; JSON clients want numbers, not strings.
+Rate = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+
+
 class _Rates(BaseModel):
-    @field_serializer("*", when_used="json")
-    def _numbers(self, value: object) -> object:
-        # Rates are exact decimals in the database; JSON clients want numbers, not strings.
-        return float(value) if isinstance(value, Decimal) else value
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class DailyStatsOut(_Rates):
@@ -25,10 +27,10 @@ class DailyStatsOut(_Rates):
     habits_due: int
     habits_done: int
     habits_skipped: int
-    completion_rate: Decimal | None
+    completion_rate: Rate | None
     perfect_day: bool
-    morning_pct: Decimal | None
-    evening_pct: Decimal | None
+    morning_pct: Rate | None
+    evening_pct: Rate | None
     focus_sessions: int
     focus_seconds: int
     longest_focus_seconds: int
@@ -49,7 +51,7 @@ class WeekChange(_Rates):
     habits_done: int
     focus_seconds: int
     days_active: int
-    avg_completion_rate: Decimal | None
+    avg_completion_rate: Rate | None
 
 
 class WeeklyStatsOut(_Rates):
@@ -57,7 +59,7 @@ class WeeklyStatsOut(_Rates):
     days_active: int
     perfect_days: int
     habits_done: int
-    avg_completion_rate: Decimal | None
+    avg_completion_rate: Rate | None
     focus_seconds: int
     best_streak: int
     computed_at: datetime

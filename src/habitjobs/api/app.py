@@ -16,6 +16,7 @@ from habitjobs.api import health, jobs
 from habitjobs.api.errors import install_error_handlers
 from habitjobs.api.guard import StoreGuard
 from habitjobs.api.limits import BodySizeLimit
+from habitjobs.api.openapi import USER_ERRORS, error_responses, install_openapi
 from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
 from habitjobs.dashboard import routes as dashboard
@@ -47,6 +48,8 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         version=__version__,
         description="Habit and focus app backend: answers at once, heavy work runs in background jobs.",
         lifespan=lifespan,
+        # operationId = the route function's name (create_habit, push...): what generated clients call.
+        generate_unique_id_function=lambda route: route.name,
     )
     if resources is not None:
         app.state.resources = resources
@@ -60,12 +63,13 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.add_middleware(StoreGuard, deadline_s=settings.api_deadline_s)  # outermost: 503 on a store outage
     # One line per domain, so adding a domain is a one-line change.
     app.include_router(health.router)
-    app.include_router(accounts_router, dependencies=limited)
-    app.include_router(habits_router, dependencies=limited)
-    app.include_router(sync_router)
-    app.include_router(reminders_router, dependencies=limited)
-    app.include_router(analytics_router, dependencies=limited)
-    app.include_router(jobs.router, dependencies=limited)
-    app.include_router(admin_router)
+    app.include_router(accounts_router, dependencies=limited, responses=USER_ERRORS)
+    app.include_router(habits_router, dependencies=limited, responses=USER_ERRORS)
+    app.include_router(sync_router, responses=USER_ERRORS)
+    app.include_router(reminders_router, dependencies=limited, responses=USER_ERRORS)
+    app.include_router(analytics_router, dependencies=limited, responses=USER_ERRORS)
+    app.include_router(jobs.router, dependencies=limited, responses=USER_ERRORS)
+    app.include_router(admin_router, responses=error_responses(401, 403, 404, 422, 503))
     dashboard.install(app)  # the operators' web pages under /admin
+    install_openapi(app)
     return app

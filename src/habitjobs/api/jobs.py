@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.api.openapi import error_responses
 from habitjobs.bounds import SafeText
 from habitjobs.errors import NotFound
 from habitjobs.queue.inspect import get_job
@@ -19,24 +20,42 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 JobId = Annotated[SafeText, Path(min_length=1, max_length=256, description="the job_id a route answered")]
 
 
+# pending (committed, not yet queued) | waiting | delayed | prioritized | active | completed | failed
+# | expired (finished and cleaned up by retention); waiting-children and unknown come from the queue.
+JobState = Literal[
+    "pending",
+    "waiting",
+    "waiting-children",
+    "delayed",
+    "prioritized",
+    "active",
+    "completed",
+    "failed",
+    "expired",
+    "unknown",
+]
+# A job's progress and result: any JSON value the job reported.
+JobValue = int | float | str | bool | dict[str, JsonValue] | list[JsonValue] | None
+
+
 class JobOut(BaseModel):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: str
     name: str
     queue: str
-    # pending (committed, not yet queued) | waiting | delayed | prioritized | active | completed | failed
-    # | expired (finished and cleaned up by retention)
-    state: str
-    progress: Any = None
+    state: JobState
+    progress: JobValue = None
     attempts_made: int = 0
     max_attempts: int = 1
     failed_reason: str | None = None
-    result: Any = None
+    result: JobValue = None
     created_at: datetime | None = None
     processed_at: datetime | None = None
     finished_at: datetime | None = None
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=error_responses(404))
 async def job_status(job_id: JobId, user_id: CurrentUser, resources: ResourcesDep) -> JobOut:
     async with resources.db.transaction() as session:
         row = await find_owned(session, job_id, user_id)

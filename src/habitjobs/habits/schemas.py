@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -42,9 +42,9 @@ class RoutinePatch(Body):
 
 class RoutineOut(BaseModel):
     id: uuid.UUID
-    kind: str
+    kind: RoutineKind
     name: str
-    start_local_time: time | None
+    start_local_time: TimeOfDay | None
     days_mask: int
     position: int
     server_version: int
@@ -78,7 +78,7 @@ class HabitOut(BaseModel):
     id: uuid.UUID
     routine_id: uuid.UUID | None
     name: str
-    kind: str
+    kind: HabitKind
     duration_seconds: int | None
     target_value: Decimal | None
     days_mask: int

@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from habitjobs.api.deps import CurrentUser, ResourcesDep
+from habitjobs.api.openapi import error_responses
 from habitjobs.reminders import service
 from habitjobs.reminders.schemas import ReminderIn, ReminderOut, ReminderPatch
 
@@ -20,7 +21,7 @@ async def list_reminders(user_id: CurrentUser, resources: ResourcesDep) -> list[
         return [ReminderOut.model_validate(r, from_attributes=True) for r in rows]
 
 
-@router.post("/reminders", status_code=status.HTTP_201_CREATED)
+@router.post("/reminders", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409, 413))
 async def create_reminder(body: ReminderIn, user_id: CurrentUser, resources: ResourcesDep) -> ReminderOut:
     async with resources.db.transaction() as session:
         reminder = await service.create_reminder(
@@ -29,14 +30,14 @@ async def create_reminder(body: ReminderIn, user_id: CurrentUser, resources: Res
         return ReminderOut.model_validate(reminder, from_attributes=True)
 
 
-@router.get("/reminders/{reminder_id}")
+@router.get("/reminders/{reminder_id}", responses=error_responses(404))
 async def get_reminder(reminder_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> ReminderOut:
     async with resources.db.transaction() as session:
         reminder = await service.get_reminder(session, user_id, reminder_id)
         return ReminderOut.model_validate(reminder, from_attributes=True)
 
 
-@router.patch("/reminders/{reminder_id}")
+@router.patch("/reminders/{reminder_id}", responses=error_responses(404, 409, 413))
 async def patch_reminder(
     reminder_id: uuid.UUID, body: ReminderPatch, user_id: CurrentUser, resources: ResourcesDep
 ) -> ReminderOut:
@@ -45,7 +46,9 @@ async def patch_reminder(
         return ReminderOut.model_validate(reminder, from_attributes=True)
 
 
-@router.delete("/reminders/{reminder_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/reminders/{reminder_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
 async def delete_reminder(reminder_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> Response:
     async with resources.db.transaction() as session:
         await service.delete_reminder(session, resources.clock, user_id, reminder_id)

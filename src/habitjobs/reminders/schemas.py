@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from habitjobs.accounts.schemas import Timezone
 from habitjobs.bounds import TimeOfDay
@@ -28,17 +28,25 @@ class ReminderIn(Body):
     habit_id: uuid.UUID | None = None
     routine_id: uuid.UUID | None = None
     local_time: TimeOfDay | None = Field(
-        default=None, description="wall-clock time; streak_risk defaults to 20:00"
+        default=None,
+        validate_default=True,
+        description="wall-clock time; required but for streak_risk, which defaults to 20:00",
     )
     days_mask: DaysMask = ALL_DAYS_MASK
     timezone: Timezone | None = Field(default=None, description="IANA zone; absent = follow the user's zone")
     enabled: bool = True
 
+    @field_validator("local_time")
+    @classmethod
+    def _time_or_default(cls, value: time | None, info: ValidationInfo) -> time | None:
+        # Here rather than in a model validator, so that the 422 names local_time.
+        if value is None and info.data.get("kind") not in (None, "streak_risk"):
+            raise ValueError("local_time is required")
+        return value
+
     @model_validator(mode="after")
     def _complete(self) -> ReminderIn:
         if self.local_time is None:
-            if self.kind != "streak_risk":
-                raise ValueError("local_time is required")
             self.local_time = DEFAULT_STREAK_ALERT_TIME
         if self.local_time.tzinfo is not None:
             raise ValueError("local_time is a wall-clock time without offset (the zone is separate)")
@@ -56,10 +64,10 @@ class ReminderPatch(Body):
 
 class ReminderOut(BaseModel):
     id: uuid.UUID
-    kind: str
+    kind: Kind
     habit_id: uuid.UUID | None
     routine_id: uuid.UUID | None
-    local_time: time
+    local_time: TimeOfDay
     days_mask: int
     timezone: str | None
     enabled: bool

@@ -59,7 +59,7 @@ class RoutineData(Data):
     position: Position = 0
 
 
-class RoutinePatch(Data):
+class RoutinePatchData(Data):
     kind: RoutineKind | None = None
     name: Name | None = None
     start_local_time: TimeOfDay | None = None
@@ -87,7 +87,7 @@ class HabitData(Data):
         return self
 
 
-class HabitPatch(Data):
+class HabitPatchData(Data):
     name: Name | None = None
     kind: HabitKind | None = None
     routine_id: uuid.UUID | None = None
@@ -300,7 +300,7 @@ ENTITIES: dict[str, EntitySpec] = {
             Routine,
             "settings",
             RoutineData,
-            RoutinePatch,
+            RoutinePatchData,
             not_null=frozenset({"kind", "name", "days_mask", "position"}),
         ),
         EntitySpec(
@@ -308,7 +308,7 @@ ENTITIES: dict[str, EntitySpec] = {
             Habit,
             "settings",
             HabitData,
-            HabitPatch,
+            HabitPatchData,
             not_null=frozenset({"name", "kind", "days_mask", "position"}),
             references=(Reference("routine_id", "routine", "unknown_routine"),),
             cascade=Cascade("habit_completion", "habit_id"),

@@ -22,6 +22,7 @@ from habitjobs.errors import Unauthorized
 from habitjobs.sync.cursor import Cursor
 from habitjobs.sync.entities import ENTITIES, EntitySpec
 from habitjobs.sync.models import SyncBatch, SyncClient, UserSyncState
+from habitjobs.sync.schemas import PULL_HIDDEN
 
 # --- the user's version ---------------------------------------------------------------------------
 
@@ -297,7 +298,7 @@ async def reopen_failed_by_job(session: AsyncSession, batch_id: uuid.UUID) -> bo
 # --- pull -----------------------------------------------------------------------------------------
 
 # Columns a client never sees: ownership, merge bookkeeping, server-side timestamps.
-_HIDDEN = ["user_id", "field_clocks", "device_id", "created_at", "received_at"]
+_HIDDEN = list(PULL_HIDDEN)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from habitjobs.api.deps import Credentials, CurrentUser, ResourcesDep, authenticate
+from habitjobs.api.openapi import ErrorBody, error_responses
 from habitjobs.api.ratelimit import SYNC, limiter, rate_limit
 from habitjobs.errors import PayloadTooLarge
 from habitjobs.sync import service
@@ -38,8 +39,11 @@ _PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": BatchOut,
         "description": "this batch_id was pushed before: its current status, no new job",
     },
-    409: {"description": "`reset_required`: unsupported schema_version; or a batch_id that cannot be used"},
-    413: {"description": "more mutations or bytes than the configured limits"},
+    409: {
+        "model": ErrorBody,
+        "description": "`reset_required`: unsupported schema_version; or a batch_id that cannot be used",
+    },
+    413: {"model": ErrorBody, "description": "more mutations or bytes than the configured limits"},
 }
 
 
@@ -60,7 +64,7 @@ async def push(
     )
 
 
-@router.get("/batches/{batch_id}", dependencies=[Depends(rate_limit)])
+@router.get("/batches/{batch_id}", dependencies=[Depends(rate_limit)], responses=error_responses(404))
 async def get_batch(batch_id: uuid.UUID, user_id: CurrentUser, resources: ResourcesDep) -> BatchOut:
     """The merge outcome of one of the caller's batches."""
     async with resources.db.transaction() as session:

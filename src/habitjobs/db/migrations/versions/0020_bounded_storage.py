@@ -1,7 +1,7 @@
 """bounded storage: upload payloads in an hourly-partitioned table, an index for delivery retention
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0011
 
 - sync_batch_payloads: the mutations of each upload, split from its small status row in sync_batches and
   range-partitioned by the batch's received_at (one partition an hour, named sync_batch_payloads_pYYYYMMDDHH).
