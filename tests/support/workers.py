@@ -79,11 +79,20 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
 class WorkerProcess:
     """`python -m habitjobs worker` as a child process, its output captured to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, *args: str, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *args: str,
+        command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
+        cwd: Path | None = None,
+        **env: str,
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "habitjobs", "worker", *args],
+            [*command, "worker", *args],
+            cwd=cwd,
             env=process_env(settings, **env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -123,13 +132,23 @@ class WorkerProcess:
 class ApiProcess:
     """`python -m habitjobs api` on a free loopback port, as a child process."""
 
-    def __init__(self, settings: Settings, log_path: Path, port: int, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        port: int,
+        *,
+        command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
+        cwd: Path | None = None,
+        **env: str,
+    ) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self._log = log_path.open("wb")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "habitjobs", "api", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "api", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
             env=process_env(settings, **env),
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from habitjobs.config import Settings
+from habitjobs.observability import domain as observe
 from habitjobs.push.apns import ApnsSender
 from habitjobs.push.fcm import FcmSender
 from habitjobs.push.ratelimit import TokenBucket
@@ -53,6 +54,7 @@ class PushGateway:
                 if now < entry[0]:
                     return f"{scope} paused: {entry[1]}"
                 del self._paused[scope]
+                observe.push_paused(scope, False)
         return None
 
     def pause(self, scope: str, reason: str) -> None:
@@ -64,6 +66,7 @@ class PushGateway:
             self._pause_s,
         )
         self._paused[scope] = (self._clock() + self._pause_s, reason)
+        observe.push_paused(scope, True)
 
     async def send(self, message: PushMessage) -> SendResult:
         """Send one message: honours pauses and the provider's rate; never sleeps more than a second."""

@@ -11,6 +11,7 @@ from bullmq import Queue
 from pydantic import BaseModel
 
 from habitjobs.config import Settings
+from habitjobs.observability import context as log_context
 from habitjobs.queue.connection import DEFAULT_COMMAND_TIMEOUT_S, assert_safe, create_redis
 from habitjobs.queue.fairness import FairRanks
 from habitjobs.queue.names import BACKOFF_TYPE, check_job_id
@@ -96,15 +97,21 @@ class Producer:
             opts["deduplication"] = dedupe
         return opts
 
-    def validate_payload(self, spec: JobSpec[Any], payload: BaseModel | dict[str, Any]) -> dict[str, Any]:
-        """Validate against the job type's model, so a bad payload fails here, not in a worker."""
+    def validate_payload(
+        self, spec: JobSpec[Any], payload: BaseModel | dict[str, Any], *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Validate against the job type's model, so a bad payload fails here, not in a worker. The data
+        also carries a request id (``request_id``, the one stored with ``payload``, or the current one)."""
+        if isinstance(payload, dict):
+            stripped, carried = log_context.take_request_id(payload)
+            payload, request_id = stripped, request_id or carried  # type: ignore[assignment]
         model = (
             payload
             if isinstance(payload, spec.payload)
             else spec.parse(payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload)
         )
         data: dict[str, Any] = model.model_dump(mode="json")
-        return data
+        return log_context.with_request_id(data, request_id)
 
     async def enqueue(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
             k: step.result.get(k) for k in ("applied", "ignored_stale", "already_applied", "last_mutation_id")
         },
         "rejected": len(step.result.get("rejected", [])),
+        "rejected_codes": dict(Counter(str(r.get("code")) for r in step.result.get("rejected", []))),
         "helped": run.helped,
     }
 
