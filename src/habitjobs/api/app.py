@@ -16,6 +16,7 @@ from habitjobs.api import health, jobs
 from habitjobs.api.errors import install_error_handlers
 from habitjobs.api.guard import StoreGuard
 from habitjobs.api.limits import BodySizeLimit
+from habitjobs.api.observe import RequestObserver
 from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
 from habitjobs.habits.routes import router as habits_router
@@ -56,7 +57,9 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     # Per-user rate limits on every user route (the sync router counts its own routes: its upload
     # route does not read the user from the database).
     limited = [Depends(rate_limit)]
-    app.add_middleware(StoreGuard, deadline_s=settings.api_deadline_s)  # outermost: 503 on a store outage
+    app.add_middleware(StoreGuard, deadline_s=settings.api_deadline_s)  # 503 on a store outage
+    # Outermost: the request id and the metrics see every answer, the guard's 503s included.
+    app.add_middleware(RequestObserver)
     # One line per domain, so adding a domain is a one-line change.
     app.include_router(health.router)
     app.include_router(accounts_router, dependencies=limited)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from habitjobs.api.deps import ResourcesDep
+from habitjobs.observability.metrics import REGISTRY
 
 router = APIRouter(tags=["health"])
 
@@ -40,3 +42,9 @@ async def readyz(resources: ResourcesDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics of this API process (README "Operating it")."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -96,6 +96,11 @@ LOCK_RENEWALS_MISSED = Counter(
     ["queue"],
     registry=REGISTRY,
 )
+WORKER_READY = Gauge(
+    "habitjobs_worker_ready",
+    "1 when this worker serves its queues and its last sample reached Redis and PostgreSQL, else 0",
+    registry=REGISTRY,
+)
 LOOP_BLOCKED = Counter(
     "habitjobs_loop_blocked_total", "Warnings that a job handler blocked the event loop", registry=REGISTRY
 )
