@@ -61,6 +61,14 @@ async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
     finally:
         if run.marked_user is not None:
             await request_stats_recompute(resources, run.marked_user)
+    log.info(
+        "batch %s %s: %s applied, %s stale, %d rejected",
+        payload.batch_id,
+        step.status,
+        step.result.get("applied"),
+        step.result.get("ignored_stale"),
+        len(step.result.get("rejected", [])),
+    )
     return {
         "batch_id": str(payload.batch_id),
         "status": step.status,
