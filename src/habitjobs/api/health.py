@@ -9,7 +9,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from habitjobs.api.deps import ResourcesDep
+from habitjobs.db.migrate import current_heads
 from habitjobs.observability.metrics import REGISTRY
+from habitjobs.resources import Resources
 
 router = APIRouter(tags=["health"])
 
@@ -22,9 +24,28 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class SchemaBehind(Exception):
+    """The database is not at the migration head this code needs (`habitjobs db upgrade`)."""
+
+
+_heads: set[str] = set()
+
+
+async def _schema_current(resources: Resources) -> None:
+    """PostgreSQL answers and has this code's schema (checked until seen once; migrations only go up)."""
+    if not _heads:
+        at = await resources.db.schema_revisions()
+        if at != set(current_heads()):
+            raise SchemaBehind()
+        _heads.update(at)
+        return
+    await resources.db.ping()
+
+
 @router.get("/readyz", response_model=None)
 async def readyz(resources: ResourcesDep) -> JSONResponse:
-    """PostgreSQL and Redis both answer; 503 otherwise (take this instance out of rotation)."""
+    """PostgreSQL (migrated to this code's schema) and Redis both answer; 503 otherwise (take this instance
+    out of rotation)."""
     checks: dict[str, str] = {}
 
     async def check(name: str, probe: object) -> None:
@@ -35,7 +56,7 @@ async def readyz(resources: ResourcesDep) -> JSONResponse:
             checks[name] = f"error: {type(exc).__name__}"
 
     await asyncio.gather(
-        check("postgres", resources.db.ping()),
+        check("postgres", _schema_current(resources)),
         check("redis", resources.producer.redis.ping()),
     )
     ready = all(v == "ok" for v in checks.values())
