@@ -96,7 +96,9 @@ class Database:
             exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
             if not exists:
                 return set()
-            return {str(v) for v in (await conn.scalars(text("SELECT version_num FROM alembic_version"))).all()}
+            return {
+                str(v) for v in (await conn.scalars(text("SELECT version_num FROM alembic_version"))).all()
+            }
 
     async def dispose(self) -> None:
         await self.engine.dispose()
