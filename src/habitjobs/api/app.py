@@ -13,6 +13,7 @@ from habitjobs.accounts.routes import router as accounts_router
 from habitjobs.admin.routes import router as admin_router
 from habitjobs.analytics.routes import router as analytics_router
 from habitjobs.api import health, jobs
+from habitjobs.api.docs import install_docs
 from habitjobs.api.errors import install_error_handlers
 from habitjobs.api.guard import StoreGuard
 from habitjobs.api.limits import BodySizeLimit
@@ -47,6 +48,9 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         version=__version__,
         description="Habit and focus app backend: answers at once, heavy work runs in background jobs.",
         lifespan=lifespan,
+        # Served from the package's own files instead (api/docs.py): FastAPI's load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     if resources is not None:
         app.state.resources = resources
@@ -61,6 +65,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     # Outermost: the request id and the metrics see every answer, the guard's 503s included.
     app.add_middleware(RequestObserver)
     # One line per domain, so adding a domain is a one-line change.
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(accounts_router, dependencies=limited)
     app.include_router(habits_router, dependencies=limited)
