@@ -53,7 +53,8 @@ def test_json_lines_carry_request_user_and_job(
     assert first["user_id"] == "5f0c1a8e-0000-4000-8000-000000000001"
     assert (first["job_id"], first["job_name"]) == ("sync-1", "sync.apply_batch")
     assert first["ts"].endswith("Z")
-    assert "request_id" not in second and "job_id" not in second
+    assert "request_id" not in second
+    assert "job_id" not in second
 
 
 def test_text_lines_append_the_context(
