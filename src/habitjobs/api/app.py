@@ -21,6 +21,7 @@ from habitjobs.api.observe import RequestObserver
 from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
 from habitjobs.habits.routes import router as habits_router
+from habitjobs.observability import metrics
 from habitjobs.reminders.routes import router as reminders_router
 from habitjobs.resources import Resources
 from habitjobs.sync.routes import router as sync_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     limited = [Depends(rate_limit)]
     app.add_middleware(StoreGuard, deadline_s=settings.api_deadline_s)  # 503 on a store outage
     # Outermost: the request id and the metrics see every answer, the guard's 503s included.
+    metrics.set_enabled(settings.metrics)
     app.add_middleware(RequestObserver)
     # One line per domain, so adding a domain is a one-line change.
     install_docs(app)
