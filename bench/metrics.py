@@ -188,7 +188,8 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int) -> lis
                     label = "warm-up" if rep == 0 else f"rep {rep}"
                     print(
                         f"  push metrics {arm:3} {label}: {result['rps']:,.0f}/s, "
-                        f"p99 {result['p99_ms']:.1f} ms, API CPU {result['cpu_per_request_us']:.0f} µs/request",
+                        f"p99 {result['p99_ms']:.1f} ms, "
+                        f"API CPU {result['cpu_per_request_us']:.0f} µs/request",
                         flush=True,
                     )
                     if rep:
