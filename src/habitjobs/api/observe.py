@@ -12,7 +12,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from habitjobs.observability import context
+from habitjobs.observability import context, tracing
 from habitjobs.observability import metrics as m
 
 log = logging.getLogger("habitjobs.api.access")
@@ -56,7 +56,16 @@ class RequestObserver:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if tracing.ENABLED:
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+                with tracing.span(
+                    f"{scope['method']} {scope['path']}", kind="SERVER", parent=headers
+                ) as current:
+                    await self.app(scope, receive, send_with_id)
+                    current.set_attribute("http.route", _route_of(scope))
+                    current.set_attribute("http.response.status_code", status)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             if enabled:
                 m.HTTP_IN_FLIGHT.dec()

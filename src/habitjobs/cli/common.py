@@ -31,6 +31,13 @@ def settings_or_exit(**overrides: Any) -> Settings:
         fail(str(exc))
     configure_logging(settings.log_level, json_lines=settings.json_logs)
     metrics.set_enabled(settings.metrics)
+    if settings.otel:
+        from habitjobs.observability import tracing
+
+        try:
+            tracing.setup("habitjobs")
+        except tracing.TracingUnavailable as exc:
+            fail(str(exc))
     return settings
 
 

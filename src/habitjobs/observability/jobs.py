@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from habitjobs.observability import context
+from habitjobs.observability import context, tracing
 from habitjobs.observability import metrics as m
 
 T = TypeVar("T")
@@ -20,8 +20,25 @@ async def run_job(
     request_id: str | None,
     enqueued_ms: float | None,
     call: Callable[[], Awaitable[T]],
+    trace: Mapping[str, str] | None = None,
 ) -> T:
-    """Run ``call`` (the handler) with the job's log context, and count it."""
+    """Run ``call`` (the handler) with the job's log context, and count it; when tracing, in a span that
+    continues the trace ``trace`` (the request's that started the job)."""
+    if tracing.ENABLED:
+        attributes = {"job.id": job_id, "job.name": name, "job.queue": queue}
+        with tracing.span(f"job {name}", kind="CONSUMER", parent=trace, attributes=attributes):
+            return await _run(queue, name, job_id, request_id, enqueued_ms, call)
+    return await _run(queue, name, job_id, request_id, enqueued_ms, call)
+
+
+async def _run(
+    queue: str,
+    name: str,
+    job_id: str,
+    request_id: str | None,
+    enqueued_ms: float | None,
+    call: Callable[[], Awaitable[T]],
+) -> T:
     tokens = (
         context.job_id.set(job_id),
         context.job_name.set(name),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from habitjobs.config import Settings
 from habitjobs.observability import domain as observe
+from habitjobs.observability import tracing
 from habitjobs.push.apns import ApnsSender
 from habitjobs.push.fcm import FcmSender
 from habitjobs.push.ratelimit import TokenBucket
@@ -78,7 +79,11 @@ class PushGateway:
         if wait_s is not None:
             return retry(f"{message.provider} rate limit", wait_s)
         sender = self.apns if message.provider is Provider.APNS else self.fcm
-        result = await sender.send(message)
+        if tracing.ENABLED:
+            with tracing.span(f"push {message.provider.value}", kind="CLIENT"):
+                result = await sender.send(message)
+        else:
+            result = await sender.send(message)
         if result.throttled:
             bucket.throttled(result.retry_after_s)
         if result.outcome is Outcome.AUTH_CONFIG and result.pause_scope:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from habitjobs.errors import PermanentFailure, RetryLater
 from habitjobs.observability import context as log_context
 from habitjobs.observability import jobs as observe
+from habitjobs.observability import tracing
 from habitjobs.queue.connection import bullmq_connection, redis_kwargs
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
@@ -134,6 +135,7 @@ class WorkerRuntime:
                 request_id,
                 job.timestamp,
                 lambda: spec.handler(ctx, payload),
+                log_context.carried_trace(job.data) if tracing.ENABLED else None,
             )
         except PermanentFailure as exc:
             raise UnrecoverableError(f"{spec.name}: {exc.message}") from exc
