@@ -70,6 +70,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "HABITJOBS_OUTBOX_RELAY_EVERY_MS": str(settings.outbox_relay_every_ms),
         "HABITJOBS_OUTBOX_RELAY_GRACE_S": str(settings.outbox_relay_grace_s),
         "HABITJOBS_LOG_LEVEL": "INFO",
+        # Many tests run workers side by side: no /metrics port unless a test asks for one.
+        "HABITJOBS_WORKER_METRICS_PORT": "0",
     }
     env.update(values)
     env.update(extra)
