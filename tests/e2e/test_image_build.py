@@ -17,10 +17,12 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
+import httpx
 import pytest
 
 from habitjobs.config import Settings
+from tests.fakes.push import eventually
 from tests.support import stores
 from tests.support.net import free_port, wait_http_ok
 from tests.support.workers import ApiProcess, WorkerProcess, process_env
@@ -56,7 +58,8 @@ class Replay:
         bin_dir.mkdir()
         # The image's `python`: this interpreter's base installation (not the test venv).
         python = bin_dir / "python"
-        python.write_text(f'#!/bin/sh\nexec "{sys._base_executable}" "$@"\n')
+        base = getattr(sys, "_base_executable", sys.executable)
+        python.write_text(f'#!/bin/sh\nexec "{base}" "$@"\n')
         python.chmod(0o755)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HABITJOBS_", "VIRTUAL_ENV"))}
         self.env["PATH"] = f"{bin_dir}:{self.env['PATH']}"
@@ -129,6 +132,15 @@ async def empty_database() -> AsyncIterator[str]:
     await stores.drop_test_database(admin, url)
 
 
+async def _worker_ready(port: int) -> bool:
+    async with httpx.AsyncClient(timeout=3) as http:
+        try:
+            body = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        except httpx.HTTPError:
+            return False
+    return "habitjobs_worker_ready 1.0" in body
+
+
 def test_the_installed_package_is_the_source_not_a_stale_build(image_venv: Path) -> None:
     done = subprocess.run(
         [str(image_venv / "bin" / "python"), "-c", "import habitjobs; print(habitjobs.__file__)"],
@@ -177,11 +189,22 @@ async def test_every_entry_point_starts_from_the_built_image(
 
     port = free_port()
     api = ApiProcess(settings, tmp_path / "api.log", port, command=[habitjobs], cwd=tmp_path)
-    worker = WorkerProcess(settings, tmp_path / "worker.log", command=[habitjobs], cwd=tmp_path)
+    metrics_port = free_port()
+    worker = WorkerProcess(
+        settings,
+        tmp_path / "worker.log",
+        command=[habitjobs],
+        cwd=tmp_path,
+        HABITJOBS_WORKER_METRICS_PORT=str(metrics_port),
+        HABITJOBS_WORKER_METRICS_HOST="127.0.0.1",
+        HABITJOBS_METRICS_SAMPLE_EVERY_MS="200",
+    )
     try:
         await wait_http_ok(f"{api.base_url}/readyz", timeout_s=60)
         await wait_http_ok(f"{api.base_url}/docs", timeout_s=5)
         await worker.wait_started(timeout_s=60)
+        # Ready as its compose health check reads it: serving its queues, both stores reached.
+        await eventually(lambda: _worker_ready(metrics_port), timeout_s=30)
     finally:
         api.stop()
         worker.signal(signal.SIGTERM)

@@ -4,7 +4,7 @@ provider call. Spans go to an in-memory exporter."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -60,9 +60,9 @@ def named(spans: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
 async def test_one_trace_from_the_upload_request_to_its_merge_job(
     spans: InMemorySpanExporter,
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: Callable[[], Awaitable[ApiUser]],
 ) -> None:
-    user: ApiUser = await make_user()
+    user = await make_user()
     app = create_app(res.settings, resources=res)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     phone = Device()

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from habitjobs.config import Settings
@@ -88,6 +88,7 @@ class WorkerProcess:
         *args: str,
         command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
         cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
         **env: str,
     ) -> None:
         self.log_path = log_path
@@ -95,7 +96,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [*command, "worker", *args],
             cwd=cwd,
-            env=process_env(settings, **env),
+            env=process_env(settings, **{**(extra_env or {}), **env}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -142,6 +143,7 @@ class ApiProcess:
         *,
         command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
         cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
         **env: str,
     ) -> None:
         self.port = port
@@ -151,7 +153,7 @@ class ApiProcess:
         self.proc = subprocess.Popen(
             [*command, "api", "--host", "127.0.0.1", "--port", str(port)],
             cwd=cwd,
-            env=process_env(settings, **env),
+            env=process_env(settings, **{**(extra_env or {}), **env}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
