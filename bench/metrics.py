@@ -223,11 +223,72 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int) -> lis
     ]
 
 
+async def _hook_costs(n: int) -> dict[str, float]:
+    """µs per call of the job hook and of the request middleware, metrics on minus off (one process,
+    nothing else in the loop: the hooks' own CPU, free of the machine's load swings)."""
+    from habitjobs.api.observe import RequestObserver
+    from habitjobs.observability import jobs as observe
+
+    async def nothing() -> None:
+        return None
+
+    async def app(_scope: Any, _receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    observed = RequestObserver(app)
+    scope = {"type": "http", "method": "POST", "path": "/v1/sync/push", "headers": []}
+    out: dict[str, float] = {}
+    for arm in ("off", "on", "off", "on"):
+        metrics.set_enabled(arm == "on")
+        started = time.process_time()
+        for _ in range(n):
+            await observe.run_job(DEFAULT, "bench.noop", "1", None, None, nothing)
+        job_us = 1e6 * (time.process_time() - started) / n
+        started = time.process_time()
+        for _ in range(n):
+            await observed(dict(scope), receive, send)
+        request_us = 1e6 * (time.process_time() - started) / n
+        out[f"job {arm}"] = min(out.get(f"job {arm}", job_us), job_us)
+        out[f"request {arm}"] = min(out.get(f"request {arm}", request_us), request_us)
+    metrics.set_enabled(True)
+    return out
+
+
+def bench_hooks(n: int = 50_000) -> list[list[str]]:
+    costs = asyncio.run(_hook_costs(n))
+    job = costs["job on"] - costs["job off"]
+    request = costs["request on"] - costs["request off"]
+    print(f"  hooks: {costs}", flush=True)
+    return [
+        [
+            "job hook (run_job), CPU per job",
+            "µs",
+            f"{costs['job on']:.1f}",
+            f"{costs['job off']:.1f}",
+            f"+{job:.1f} µs",
+        ],
+        [
+            "request middleware, CPU per request",
+            "µs",
+            f"{costs['request on']:.1f}",
+            f"{costs['request off']:.1f}",
+            f"+{request:.1f} µs",
+        ],
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=("noop", "push"))
+    parser.add_argument("--only", choices=("noop", "push", "hooks"))
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--reps", type=int, default=3)
@@ -236,6 +297,8 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     rows: list[list[str]] = []
+    if args.only in (None, "hooks"):
+        rows += bench_hooks()
     if args.only in (None, "noop"):
         rows += asyncio.run(bench_noop(args.jobs, args.reps))
     if args.only in (None, "push"):
