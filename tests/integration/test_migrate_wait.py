@@ -11,10 +11,14 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
+import httpx
 import pytest
 from alembic.util.exc import CommandError
 
+from habitjobs.api.app import create_app
+from habitjobs.config import Settings
 from habitjobs.db import migrate
+from habitjobs.resources import Resources
 from tests.fakes.push import eventually
 from tests.support import stores
 from tests.support.tcp_proxy import TcpProxy
@@ -79,3 +83,25 @@ async def test_upgrade_gives_up_after_the_wait_and_fails_at_once_for_other_error
     with pytest.raises(CommandError):
         await asyncio.to_thread(migrate.upgrade_when_reachable, empty_database, "no-such-revision", wait_s=60)
     assert "not reachable yet" not in caplog.text
+
+
+async def test_the_api_is_not_ready_before_its_schema_is_migrated(
+    empty_database: str, redis_url: str
+) -> None:
+    """What compose's API health check reads: /readyz is 503 on a database without this code's schema,
+    200 once `db upgrade` ran."""
+    settings = Settings(
+        env="test", database_url=empty_database, redis_url=redis_url, queue_prefix=stores.new_prefix()
+    )
+    resources = Resources.open(settings, application_name="habitjobs-test")
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, resources=resources))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            before = await http.get("/readyz")
+            assert before.status_code == 503
+            assert before.json()["checks"] == {"postgres": "error: SchemaBehind", "redis": "ok"}
+            await asyncio.to_thread(migrate.upgrade, empty_database)
+            after = await http.get("/readyz")
+            assert after.status_code == 200, after.text
+    finally:
+        await resources.aclose()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from habitjobs.api.deps import ResourcesDep
+from habitjobs.db.engine import Database
 from habitjobs.db.migrate import current_heads
 from habitjobs.observability.metrics import REGISTRY
 from habitjobs.resources import Resources
@@ -28,16 +30,16 @@ class SchemaBehind(Exception):
     """The database is not at the migration head this code needs (`habitjobs db upgrade`)."""
 
 
-_heads: set[str] = set()
+# Databases seen at this code's schema (migrations only go up: checked until seen once, then pinged).
+_current: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 async def _schema_current(resources: Resources) -> None:
-    """PostgreSQL answers and has this code's schema (checked until seen once; migrations only go up)."""
-    if not _heads:
-        at = await resources.db.schema_revisions()
-        if at != set(current_heads()):
+    """PostgreSQL answers and has this code's schema."""
+    if resources.db not in _current:
+        if await resources.db.schema_revisions() != set(current_heads()):
             raise SchemaBehind()
-        _heads.update(at)
+        _current.add(resources.db)
         return
     await resources.db.ping()
 
