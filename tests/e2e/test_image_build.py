@@ -27,7 +27,8 @@ from tests.support import stores
 from tests.support.net import free_port, wait_http_ok
 from tests.support.workers import ApiProcess, WorkerProcess, process_env
 
-pytestmark = pytest.mark.slow
+# Installing the dependencies into a fresh venv takes minutes on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 
