@@ -59,6 +59,18 @@ class Settings(BaseSettings):
 
     env: Env = "prod"
     log_level: str = "INFO"
+    # One JSON object per log line (prod), or plain text (default in dev and test).
+    log_format: Literal["json", "text"] | None = None
+    # Prometheus metrics: recorded and served (the API's /metrics, the worker's own port). Off: no cost.
+    metrics: bool = True
+    # The worker's /metrics port (0: not served); when taken (several workers on one host) the next free one
+    # of the following 15 is used, and logged.
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside its container
+    # How often a worker samples queue depths, the oldest waiting job and the outbox backlog.
+    metrics_sample_every_ms: int = Field(default=15_000, ge=100)
+    # OpenTelemetry traces (needs the `otel` extra): off by default, and then nothing is imported.
+    otel: bool = False
 
     # Stores. None means "not configured": `habitjobs dev` fills them in (embedded servers), every other
     # command refuses to start without them.
@@ -310,6 +322,10 @@ class Settings(BaseSettings):
             # A key set fetched over plain HTTP could be replaced on the way: production trusts TLS only.
             if self.env == "prod" and any(not url.startswith("https://") for url in urls):
                 raise ConfigError(f"identity provider {provider.issuer!r}: its URLs must be https:// in prod")
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" if self.log_format else self.env == "prod"
 
     @property
     def hs256_enabled(self) -> bool:

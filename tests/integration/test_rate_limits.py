@@ -148,6 +148,23 @@ async def test_rate_limits_can_be_turned_off(api: ClientFactory, make_user) -> N
             assert "RateLimit" not in answer.headers
 
 
+async def test_a_quota_too_big_for_the_clock_still_counts_instead_of_failing_open(
+    api: ClientFactory,
+    make_user,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: with 10^9 requests per minute the interval is below a double's precision at today's
+    timestamps, the script asked Redis for a 0 ms expiry, Redis refused, and every request failed open."""
+    user = await make_user()
+    async with api(rate_limit_write="1000000000/60s") as http:
+        for i in range(3):
+            answer = await http.post("/v1/habits", headers=user.headers, json={"name": f"h{i}"})
+            assert answer.status_code == 201
+            assert _fields(answer)[0] == '"write";q=1000000000;w=60'
+            assert _remaining(answer) > 999_999_000
+    assert "rate limits are not enforced" not in caplog.text
+
+
 @asynccontextmanager
 async def _silent_server() -> AsyncIterator[int]:
     """Accepts connections and never answers: a Redis that hangs without closing."""

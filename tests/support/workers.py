@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from habitjobs.config import Settings
@@ -70,6 +70,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "HABITJOBS_OUTBOX_RELAY_EVERY_MS": str(settings.outbox_relay_every_ms),
         "HABITJOBS_OUTBOX_RELAY_GRACE_S": str(settings.outbox_relay_grace_s),
         "HABITJOBS_LOG_LEVEL": "INFO",
+        # Many tests run workers side by side: no /metrics port unless a test asks for one.
+        "HABITJOBS_WORKER_METRICS_PORT": "0",
     }
     env.update(values)
     env.update(extra)
@@ -79,12 +81,22 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
 class WorkerProcess:
     """`python -m habitjobs worker` as a child process, its output captured to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, *args: str, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *args: str,
+        command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
+        cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        **env: str,
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "habitjobs", "worker", *args],
-            env=process_env(settings, **env),
+            [*command, "worker", *args],
+            cwd=cwd,
+            env=process_env(settings, **{**(extra_env or {}), **env}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -123,14 +135,25 @@ class WorkerProcess:
 class ApiProcess:
     """`python -m habitjobs api` on a free loopback port, as a child process."""
 
-    def __init__(self, settings: Settings, log_path: Path, port: int, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        port: int,
+        *,
+        command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
+        cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        **env: str,
+    ) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self._log = log_path.open("wb")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "habitjobs", "api", "--host", "127.0.0.1", "--port", str(port)],
-            env=process_env(settings, **env),
+            [*command, "api", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,
+            env=process_env(settings, **{**(extra_env or {}), **env}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -2,8 +2,11 @@
 the structure a production deployment relies on, and that every name they use exists in the project."""
 
 import fnmatch
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typer.testing import CliRunner
 
 from habitjobs.cli.main import app
 from habitjobs.config import Settings
+from habitjobs.observability import metrics
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("migrate", "api", "worker")
@@ -66,15 +70,23 @@ def test_postgres_18_data_is_on_a_volume_at_the_path_the_18_image_uses(services:
     assert postgres["image"].startswith("postgres:18")
     # 18+ images keep PGDATA in /var/lib/postgresql/18/docker; a volume at .../data would be ignored.
     assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql"]
-    assert "pg_isready" in postgres["healthcheck"]["test"]
+    check = postgres["healthcheck"]["test"]
+    assert "pg_isready" in check
+    # Over TCP: a unix-socket check passes against the image's temporary init server on a fresh volume,
+    # before PostgreSQL listens on the network the other services use.
+    assert check[check.index("-h") + 1] == "127.0.0.1"
     assert ":?" in postgres["environment"]["POSTGRES_PASSWORD"]  # required, no default password
     assert "ports" not in postgres
 
 
 def test_migrations_run_once_before_the_api_and_the_workers(services: dict[str, Any]) -> None:
     migrate = services["migrate"]
-    assert migrate["command"] == ["db", "upgrade"]
-    assert migrate["restart"] == "no"
+    command = migrate["command"]
+    assert command[:2] == ["db", "upgrade"]
+    # It waits for PostgreSQL (retrying while unreachable) and is restarted if it fails anyway, but not
+    # once it has succeeded (the API and the workers wait for its successful completion).
+    assert float(command[command.index("--wait-s") + 1]) >= 30
+    assert migrate["restart"].startswith("on-failure")
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("api", "worker"):
         depends = services[name]["depends_on"]
@@ -91,6 +103,16 @@ def test_api_health_check_asks_readyz_on_the_published_port(services: dict[str, 
     env = " ".join(args for ins, args in dockerfile_instructions() if ins == "ENV")
     assert "HABITJOBS_API_PORT=8000" in env
     assert "HABITJOBS_API_HOST=0.0.0.0" in env
+
+
+def test_worker_health_check_reads_its_readiness_on_its_metrics_port(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    check = " ".join(worker["healthcheck"]["test"])
+    port = Settings(env="test").worker_metrics_port
+    assert f"http://127.0.0.1:{port}/metrics" in check
+    assert "habitjobs_worker_ready 1.0" in check
+    assert "habitjobs_worker_ready" in metrics.every_name()
+    assert [str(p) for p in worker["expose"]] == [str(port)]
 
 
 def test_workers_scale_and_get_time_to_finish_their_jobs(services: dict[str, Any]) -> None:
@@ -157,3 +179,45 @@ def test_every_file_the_dockerfile_copies_exists_and_is_in_the_build_context() -
         parts = Path(source).parts
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         assert not any(fnmatch.fnmatch(p, pattern) for p in prefixes for pattern in ignored), source
+
+
+def test_a_real_compose_implementation_accepts_the_file_and_its_start_order(tmp_path: Path) -> None:
+    """``docker-compose config`` (the Debian package; .ci/run installs it) parses and resolves the file
+    as Docker would, without an engine: the health checks and start conditions survive it unchanged."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose; .ci/run does)")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "POSTGRES_PASSWORD": "0123456789abcdef",
+        "HABITJOBS_JWT_SECRET": "0" * 64,
+    }
+    done = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert resolved["postgres"]["healthcheck"]["test"][:4] == ["CMD", "pg_isready", "-h", "127.0.0.1"]
+    assert resolved["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "worker"):
+        assert resolved[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert resolved[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert resolved[name]["healthcheck"]["test"][0] == "CMD"
+    # Without the required secrets it refuses, naming them.
+    refused = subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config"],
+        cwd=tmp_path,
+        env={"PATH": env["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "POSTGRES_PASSWORD" in refused.stderr + refused.stdout

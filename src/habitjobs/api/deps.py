@@ -17,6 +17,7 @@ from habitjobs.accounts import signin
 from habitjobs.accounts.auth import Authenticator
 from habitjobs.accounts.signin import Principal
 from habitjobs.errors import Forbidden, Unauthorized
+from habitjobs.observability import context as log_context
 from habitjobs.resources import Resources
 
 bearer = HTTPBearer(
@@ -55,6 +56,9 @@ async def authenticate(
     token = await get_authenticator(request).verify(credentials.credentials)
     async with get_resources(request).db.transaction() as session:
         principal = await signin.sign_in(session, token)
+    # Log lines of this request (and of the jobs it starts) name the user by id, never by e-mail.
+    log_context.user_id.set(str(principal.user_id))
+    request.scope.setdefault("state", {})["user_id"] = principal.user_id
     if principal.locked and not allow_locked:
         raise Unauthorized(LOCKED_MESSAGE)
     return principal

@@ -180,6 +180,8 @@ def uvicorn_config(settings: Settings, app: Any, *, host: str, port: int) -> uvi
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers go through the process's handler (JSON in prod, with the request id).
+        log_config=None,
         proxy_headers=True,
         http=guarded_protocol(settings),
     )

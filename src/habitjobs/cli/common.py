@@ -12,6 +12,7 @@ from rich.console import Console
 
 from habitjobs.config import ConfigError, Settings, load_settings
 from habitjobs.logs import configure_logging
+from habitjobs.observability import metrics
 
 T = TypeVar("T")
 console = Console()
@@ -28,7 +29,15 @@ def settings_or_exit(**overrides: Any) -> Settings:
         settings = load_settings(**overrides)
     except (ConfigError, ValidationError) as exc:
         fail(str(exc))
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, json_lines=settings.json_logs)
+    metrics.set_enabled(settings.metrics)
+    if settings.otel:
+        from habitjobs.observability import tracing
+
+        try:
+            tracing.setup("habitjobs")
+        except tracing.TracingUnavailable as exc:
+            fail(str(exc))
     return settings
 
 

@@ -17,10 +17,15 @@ app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 
 
 @app.command()
-def upgrade(revision: str = typer.Argument("head")) -> None:
+def upgrade(
+    revision: str = typer.Argument("head"),
+    wait_s: float = typer.Option(
+        0, "--wait-s", min=0, help="while PostgreSQL cannot be reached (starting up), retry for this long"
+    ),
+) -> None:
     """Migrate the database up to REVISION (default: the newest)."""
     settings = settings_or_exit()
-    migrate.upgrade(settings.require_database_url(), revision)
+    migrate.upgrade_when_reachable(settings.require_database_url(), revision, wait_s=wait_s)
     console.print(f"database at {revision}")
 
 

@@ -9,17 +9,34 @@ from habitjobs.config import Settings
 
 
 async def run_worker(settings: Settings, queues: list[str] | None, concurrency: int | None) -> int:
+    import asyncio
+
     from habitjobs.catalog import build_schedules
+    from habitjobs.observability.exporter import serve_metrics
     from habitjobs.queue.runtime import WorkerRuntime
+    from habitjobs.queue.sampler import sample_forever
     from habitjobs.resources import Resources
 
     resources = Resources.open(settings, application_name="habitjobs-worker")
+    exporter = None
+    sampler = None
     try:
         runtime = WorkerRuntime(
             resources, queues=queues or None, concurrency=concurrency, schedules=build_schedules(settings)
         )
+        if settings.metrics and settings.worker_metrics_port:
+            exporter = serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
+            sampler = asyncio.create_task(
+                sample_forever(resources, runtime.queues, lambda: bool(runtime.workers)),
+                name="metrics-sampler",
+            )
         return await runtime.serve()
     finally:
+        if sampler is not None:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        if exporter is not None:
+            exporter.close()
         await resources.aclose()
 
 

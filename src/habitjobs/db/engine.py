@@ -90,5 +90,15 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    async def schema_revisions(self) -> set[str]:
+        """The migration revision(s) the database is at (empty before the first migration)."""
+        async with self.engine.connect() as conn:
+            exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+            if not exists:
+                return set()
+            return {
+                str(v) for v in (await conn.scalars(text("SELECT version_num FROM alembic_version"))).all()
+            }
+
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -147,6 +147,7 @@ class DevSupervisor:
         )
         self.out.say(f"ready in {time.monotonic() - started:.1f} s", "bold green")
         self.out.say(f"  API docs    {api_url}/docs")
+        self.out.say(f"  metrics     API {api_url}/metrics{_worker_metrics(effective)}")
         self.out.say(f"  dev token   {DEV_EMAIL} (admin): export TOKEN={token}")
         self.out.say(f"  shell       source {self.layout.env_file}   (API, TOKEN and the HABITJOBS_* URLs)")
         self.out.say("Ctrl-C stops everything.", "bold")
@@ -343,3 +344,9 @@ class DevSupervisor:
             f"{r.child.name} ({describe_exit(code)})" for r, code in zip(reversed(group), codes, strict=True)
         )
         self.out.say(f"  stopped {names}", "dim")
+
+
+def _worker_metrics(settings: Settings) -> str:
+    if not settings.metrics or not settings.worker_metrics_port:
+        return ""
+    return f", worker http://127.0.0.1:{settings.worker_metrics_port}/metrics (the next port if taken)"

@@ -28,6 +28,8 @@ from habitjobs.push.service import message_for
 if TYPE_CHECKING:
     from habitjobs.resources import Resources
 
+from habitjobs.observability import domain as observe
+
 log = logging.getLogger(__name__)
 
 # The sending phase ends this long before the lease does, so that no outcome is written after another
@@ -99,6 +101,7 @@ class OutcomeWriter:
         dead: list[DeadToken] = []
         envs: list[tuple[uuid.UUID, str, str]] = []
         for row, result in batch:
+            observe.push_outcome(row.provider, result.outcome.value)
             next_at = None
             if result.outcome is Outcome.RETRY:
                 next_at = now + timedelta(seconds=result.retry_after_s or 0)

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 
 from habitjobs.config import Settings
+from habitjobs.observability import domain as observe
+from habitjobs.observability import tracing
 from habitjobs.push.apns import ApnsSender
 from habitjobs.push.fcm import FcmSender
 from habitjobs.push.ratelimit import TokenBucket
@@ -53,6 +55,7 @@ class PushGateway:
                 if now < entry[0]:
                     return f"{scope} paused: {entry[1]}"
                 del self._paused[scope]
+                observe.push_paused(scope, False)
         return None
 
     def pause(self, scope: str, reason: str) -> None:
@@ -64,6 +67,7 @@ class PushGateway:
             self._pause_s,
         )
         self._paused[scope] = (self._clock() + self._pause_s, reason)
+        observe.push_paused(scope, True)
 
     async def send(self, message: PushMessage) -> SendResult:
         """Send one message: honours pauses and the provider's rate; never sleeps more than a second."""
@@ -75,7 +79,11 @@ class PushGateway:
         if wait_s is not None:
             return retry(f"{message.provider} rate limit", wait_s)
         sender = self.apns if message.provider is Provider.APNS else self.fcm
-        result = await sender.send(message)
+        if tracing.ENABLED:
+            with tracing.span(f"push {message.provider.value}", kind="CLIENT"):
+                result = await sender.send(message)
+        else:
+            result = await sender.send(message)
         if result.throttled:
             bucket.throttled(result.retry_after_s)
         if result.outcome is Outcome.AUTH_CONFIG and result.pause_scope:

@@ -51,6 +51,8 @@ class StagedJob:
     job_id: str
     user_id: uuid.UUID | None = None
     delay_ms: int = 0
+    # The request that staged it (carried into the job's log lines); None: the current one.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Outbox:
                     "queue": spec.queue,
                     "job_name": job.name,
                     "job_id": job.job_id,
-                    "data": self._producer.validate_payload(spec, job.payload),
+                    "data": self._producer.validate_payload(spec, job.payload, request_id=job.request_id),
                     "user_id": job.user_id,
                     "delay_ms": job.delay_ms,
                 }

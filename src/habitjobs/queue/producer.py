@@ -11,6 +11,8 @@ from bullmq import Queue
 from pydantic import BaseModel
 
 from habitjobs.config import Settings
+from habitjobs.observability import context as log_context
+from habitjobs.observability import tracing
 from habitjobs.queue.connection import DEFAULT_COMMAND_TIMEOUT_S, assert_safe, create_redis
 from habitjobs.queue.fairness import FairRanks
 from habitjobs.queue.names import BACKOFF_TYPE, check_job_id
@@ -96,15 +98,23 @@ class Producer:
             opts["deduplication"] = dedupe
         return opts
 
-    def validate_payload(self, spec: JobSpec[Any], payload: BaseModel | dict[str, Any]) -> dict[str, Any]:
-        """Validate against the job type's model, so a bad payload fails here, not in a worker."""
+    def validate_payload(
+        self, spec: JobSpec[Any], payload: BaseModel | dict[str, Any], *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Validate against the job type's model, so a bad payload fails here, not in a worker. The data
+        also carries a request id (``request_id``, the one stored with ``payload``, or the current one)."""
+        trace = None
+        if isinstance(payload, dict):
+            trace = log_context.carried_trace(payload)
+            stripped, carried = log_context.take_request_id(payload)
+            payload, request_id = stripped, request_id or carried  # type: ignore[assignment]
         model = (
             payload
             if isinstance(payload, spec.payload)
             else spec.parse(payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload)
         )
         data: dict[str, Any] = model.model_dump(mode="json")
-        return data
+        return log_context.with_request_id(data, request_id, trace)
 
     async def enqueue(
         self,
@@ -121,9 +131,12 @@ class Producer:
         request = EnqueueRequest(name, payload, job_id, delay_ms, priority, dedupe, user)
         [request] = await self._with_fair_priorities([request])
         spec = self._registry.get(name)
-        job = await self.queue(spec.queue).add(
-            name, self.validate_payload(spec, payload), self.job_options(spec, request)
-        )
+        data, opts = self.validate_payload(spec, payload), self.job_options(spec, request)
+        if tracing.ENABLED:
+            with tracing.span(f"enqueue {name}", kind="PRODUCER"):
+                job = await self.queue(spec.queue).add(name, data, opts)
+        else:
+            job = await self.queue(spec.queue).add(name, data, opts)
         return str(job.id)
 
     async def _with_fair_priorities(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueRequest]:
@@ -164,7 +177,11 @@ class Producer:
             )
         ids: list[str] = [""] * len(requests)
         for queue_name, items in by_queue.items():
-            jobs = await self.queue(queue_name).addBulk([item for _, item in items])
+            if tracing.ENABLED:
+                with tracing.span(f"enqueue {queue_name}", kind="PRODUCER", attributes={"jobs": len(items)}):
+                    jobs = await self.queue(queue_name).addBulk([item for _, item in items])
+            else:
+                jobs = await self.queue(queue_name).addBulk([item for _, item in items])
             for (index, _), job in zip(items, jobs, strict=True):
                 ids[index] = str(job.id)
         return ids

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from habitjobs.observability import context as log_context
 from habitjobs.queue.names import JOB_NAME_RE, QUEUES
 from habitjobs.queue.retry import DEFAULT_POLICY, RetryPolicy
 
@@ -75,6 +76,12 @@ class FailedJob:
     # The payload as stored: it may not validate (an invalid payload is one way to fail).
     data: dict[str, Any]
     reason: str
+
+    def __post_init__(self) -> None:
+        # The request id a job's data carries is no part of its payload.
+        payload, _ = log_context.take_request_id(self.data)
+        if payload is not self.data:
+            object.__setattr__(self, "data", payload)
 
 
 # Where a row sits in its domain's scan order: (its timestamp, its id as text).

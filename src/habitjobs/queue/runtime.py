@@ -26,6 +26,9 @@ from bullmq import UnrecoverableError, Worker
 from pydantic import ValidationError
 
 from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.observability import context as log_context
+from habitjobs.observability import jobs as observe
+from habitjobs.observability import tracing
 from habitjobs.queue.connection import bullmq_connection, redis_kwargs
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.monitor import METRICS_DATA_POINTS, worker_client_name
@@ -113,8 +116,9 @@ class WorkerRuntime:
         # The worker, not the producer, is the authority on attempts and backoff.
         job.opts["attempts"] = spec.policy.attempts
         job.opts["backoff"] = {"type": BACKOFF_TYPE, "delay": round(spec.policy.base_delay_s * 1000)}
+        data, request_id = log_context.take_request_id(job.data)
         try:
-            payload = spec.parse(job.data)
+            payload = spec.parse(data)
         except ValidationError as exc:
             raise UnrecoverableError(f"invalid payload for {spec.name}: {_describe(exc)}") from exc
         ctx = JobContext(
@@ -128,7 +132,15 @@ class WorkerRuntime:
         )
         self.active[ctx.job_id] = ActiveJob(ctx.job_id, spec.name, spec.queue, token, time.monotonic())
         try:
-            return await spec.handler(ctx, payload)
+            return await observe.run_job(
+                spec.queue,
+                spec.name,
+                ctx.job_id,
+                request_id,
+                job.timestamp,
+                lambda: spec.handler(ctx, payload),
+                log_context.carried_trace(job.data) if tracing.ENABLED else None,
+            )
         except PermanentFailure as exc:
             raise UnrecoverableError(f"{spec.name}: {exc.message}") from exc
         finally:
@@ -153,6 +165,8 @@ class WorkerRuntime:
             worker.clientName = worker_client_name(self.resources.settings.queue_prefix, queue, self.name)
             worker.on("failed", self._on_failed)
             worker.on("error", self._on_error)
+            worker.on("stalled", lambda *_, q=queue: observe.stalled(q))
+            worker.on("lockRenewalFailed", lambda ids, *_, q=queue: observe.lock_renewals_missed(q, len(ids)))
             self.workers[queue] = worker
         for queue, worker in self.workers.items():
             # bullmq's first stalled check comes a whole interval after start; do one now.
@@ -244,7 +258,9 @@ class WorkerRuntime:
         attempts = int(job.opts.get("attempts") or 1)
         attempt = int(job.attemptsMade)
         final = isinstance(err, UnrecoverableError) or attempt >= attempts
+        observe.job_failed(job.queue.name, str(job.name), final=final)
         level = logging.ERROR if final else logging.WARNING
+        _, request_id = log_context.take_request_id(job.data)
         log.log(
             level,
             "job %s (%s) attempt %d/%d failed%s: %s",
@@ -254,6 +270,7 @@ class WorkerRuntime:
             attempts,
             " for good" if final else ", will retry",
             err,
+            extra={"job_id": str(job.id), "job_name": str(job.name), "request_id": request_id},
         )
         if final:
             data = job.data if isinstance(job.data, dict) else {}

@@ -24,6 +24,8 @@ from typing import Any
 
 import redis
 
+from habitjobs.observability import jobs as observe
+
 log = logging.getLogger(__name__)
 
 # Renew a lock if its owner still holds it, and take the job off the stalled-candidates set (what
@@ -112,6 +114,7 @@ class LoopWatchdog:
                     blocked_since, last_renewal = beat, beat
                 if lag >= self._warn_after_s and not warned:
                     warned = True
+                    observe.loop_blocked()
                     jobs = self._active_now()
                     log.warning(
                         "event loop blocked for %.0f ms by a job handler — it must not block (use async I/O, "
@@ -149,4 +152,5 @@ class LoopWatchdog:
                 log.warning("watchdog could not renew the lock of %s: %r", job.job_id, exc)
                 continue
             if not kept:
+                observe.lock_renewals_missed(job.queue)
                 log.warning("job %s (%s) lost its lock while the loop was blocked", job.job_id, job.name)

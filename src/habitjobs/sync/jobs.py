@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -60,6 +61,14 @@ async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
     finally:
         if run.marked_user is not None:
             await request_stats_recompute(resources, run.marked_user)
+    log.info(
+        "batch %s %s: %s applied, %s stale, %d rejected",
+        payload.batch_id,
+        step.status,
+        step.result.get("applied"),
+        step.result.get("ignored_stale"),
+        len(step.result.get("rejected", [])),
+    )
     return {
         "batch_id": str(payload.batch_id),
         "status": step.status,
@@ -67,6 +76,7 @@ async def apply_batch(ctx: JobContext, payload: ApplyBatch) -> dict[str, Any]:
             k: step.result.get(k) for k in ("applied", "ignored_stale", "already_applied", "last_mutation_id")
         },
         "rejected": len(step.result.get("rejected", [])),
+        "rejected_codes": dict(Counter(str(r.get("code")) for r in step.result.get("rejected", []))),
         "helped": run.helped,
     }
 

@@ -29,6 +29,7 @@ from habitjobs.errors import (
     PermanentFailure,
     RetryLater,
 )
+from habitjobs.observability import context as log_context
 from habitjobs.queue.outbox import Outbox, StagedJob
 from habitjobs.sync import clocks
 from habitjobs.sync import cursor as cursors
@@ -153,6 +154,8 @@ class Upload:
     user_id: uuid.UUID
     values: dict[str, Any]
     payload_json: str
+    # The request that uploaded it: its merge job's log lines carry it (uploads are stored in groups).
+    request_id: str | None = field(default_factory=log_context.request_id.get)
 
     @property
     def batch_id(self) -> uuid.UUID:
@@ -196,7 +199,7 @@ async def store_uploads(
         first.setdefault(upload.batch_id, upload)
     inserted = await repo.insert_batches(session, [(u.values, u.payload_json) for u in first.values()])
     staged = [
-        StagedJob(APPLY_JOB, {"batch_id": u.batch_id}, u.values["job_id"], u.user_id)
+        StagedJob(APPLY_JOB, {"batch_id": u.batch_id}, u.values["job_id"], u.user_id, request_id=u.request_id)
         for u in first.values()
         if u.batch_id in inserted
     ]
