@@ -148,6 +148,21 @@ async def test_rate_limits_can_be_turned_off(api: ClientFactory, make_user) -> N
             assert "RateLimit" not in answer.headers
 
 
+async def test_a_quota_finer_than_the_clock_is_counted_not_failed_open(
+    api: ClientFactory, make_user, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """Regression: with millions a minute the interval rounded to 0 ms and the script's ``SET … PX 0``
+    raised, so every request passed uncounted and "not enforced" was logged."""
+    user = await make_user()
+    async with api(rate_limit_write="1000000000/60s") as http:
+        for i in range(3):
+            answer = await http.post("/v1/habits", headers=user.headers, json={"name": f"h{i}"})
+            assert answer.status_code == 201, answer.text
+            assert _fields(answer)[0] == '"write";q=1000000000;w=60'
+            assert _remaining(answer) > 999_000_000
+    assert "not enforced" not in caplog.text
+
+
 @asynccontextmanager
 async def _silent_server() -> AsyncIterator[int]:
     """Accepts connections and never answers: a Redis that hangs without closing."""
