@@ -16,6 +16,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitjobs.accounts import signin
 from habitjobs.caps import entity_caps
 from habitjobs.config import Settings
 from habitjobs.errors import (
@@ -26,6 +27,7 @@ from habitjobs.errors import (
     PayloadTooLarge,
     PermanentFailure,
     RetryLater,
+    Unauthorized,
 )
 from habitjobs.queue.outbox import Outbox, StagedJob
 from habitjobs.sync import clocks
@@ -143,13 +145,20 @@ async def store_uploads(
     Per upload: the batch and whether it is new; or the error to answer. A batch id seen before gives
     the stored batch (its current status) and stages nothing — also when two identical requests race,
     in one group or in two: the second insert waits for the first and then finds its row. Another
-    user's batch id is refused without saying anything about that batch. A user that does not exist any
-    more fails the whole statement (:class:`Unauthorized`), so the caller can retry uploads one by one.
+    user's batch id is refused without saying anything about that batch. An uploader that does not exist
+    or whose account is being deleted gets :class:`Unauthorized` (the route verified the token only); one
+    deleted between that check and the insert fails the whole statement (:class:`Unauthorized`), so the
+    caller can retry uploads one by one.
     """
+    # The uploaders were named by verified tokens; whether they exist and may write is checked here, in
+    # the transaction that stores their uploads, for the whole group at once.
+    refused = await signin.refusals(session, {u.user_id for u in uploads})
     first: dict[uuid.UUID, Upload] = {}
     for upload in uploads:
-        first.setdefault(upload.batch_id, upload)
-    inserted = await repo.insert_batches(session, [(u.values, u.payload_json) for u in first.values()])
+        if upload.user_id not in refused:
+            first.setdefault(upload.batch_id, upload)
+    rows = [(u.values, u.payload_json) for u in first.values()]
+    inserted = await repo.insert_batches(session, rows) if rows else {}
     staged = [
         StagedJob(APPLY_JOB, {"batch_id": u.batch_id}, u.values["job_id"], u.user_id)
         for u in first.values()
@@ -163,6 +172,10 @@ async def store_uploads(
         known[batch_id] = SyncBatch(**u.values, status="queued", received_at=received_at, result={})
     outcomes: list[Stored | HabitjobsError] = []
     for upload in uploads:
+        refusal = refused.get(upload.user_id)
+        if refusal is not None:
+            outcomes.append(Unauthorized(refusal.message))
+            continue
         batch = known.get(upload.batch_id)
         if batch is None or batch.user_id != upload.user_id:
             outcomes.append(Conflict("this batch_id cannot be used; generate a new one", field="batch_id"))
