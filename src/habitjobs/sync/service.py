@@ -147,18 +147,20 @@ async def store_uploads(
     in one group or in two: the second insert waits for the first and then finds its row. Another
     user's batch id is refused without saying anything about that batch. An uploader that does not exist
     or whose account is being deleted gets :class:`Unauthorized` (the route verified the token only); one
-    deleted between that check and the insert fails the whole statement (:class:`Unauthorized`), so the
-    caller can retry uploads one by one.
+    deleted while the insert runs fails the whole statement (:class:`Unauthorized`), so the caller can
+    retry uploads one by one.
     """
-    # The uploaders were named by verified tokens; whether they exist and may write is checked here, in
-    # the transaction that stores their uploads, for the whole group at once.
-    refused = await signin.refusals(session, {u.user_id for u in uploads})
     first: dict[uuid.UUID, Upload] = {}
     for upload in uploads:
-        if upload.user_id not in refused:
-            first.setdefault(upload.batch_id, upload)
+        first.setdefault(upload.batch_id, upload)
     rows = [(u.values, u.payload_json) for u in first.values()]
+    # The uploaders were named by verified tokens only: the insert itself skips users that do not exist
+    # or are being deleted, and only uploads it skipped are looked into (a batch id seen before, or such
+    # a user) — the common group costs no statement more.
     inserted = await repo.insert_batches(session, rows) if rows else {}
+    writers = {first[batch_id].user_id for batch_id in inserted}
+    doubtful = {u.user_id for u in uploads if u.user_id not in writers}
+    refused = await signin.refusals(session, doubtful) if doubtful else {}
     staged = [
         StagedJob(APPLY_JOB, {"batch_id": u.batch_id}, u.values["job_id"], u.user_id)
         for u in first.values()
@@ -166,7 +168,9 @@ async def store_uploads(
     ]
     if staged:
         await outbox.add_many(session, staged)
-    known = await repo.get_batches(session, [i for i in first if i not in inserted])
+    known = await repo.get_batches(
+        session, [i for i, u in first.items() if i not in inserted and u.user_id not in refused]
+    )
     for batch_id, received_at in inserted.items():
         u = first[batch_id]
         known[batch_id] = SyncBatch(**u.values, status="queued", received_at=received_at, result={})
