@@ -7,7 +7,8 @@ Two kinds of client, with different time limits:
   stops answering (paused, overloaded, a network that drops packets) fails the call after that limit
   instead of hanging the request; the connection is dropped and the next call opens a new one. A broken
   connection is retried once, a timeout never (retrying would multiply the wait).
-- **Worker connections** (``bullmq_connection``, the ``connection`` option of bullmq's ``Worker``): they
+- **Worker connections** (``worker_client``, the ``connection`` option of our workers; ``bullmq_connection``
+  gives the same options as a dict, for a bare bullmq ``Worker``): they
   run bullmq's blocking read (BZPOPMIN, up to 10 s by design) and must not carry a socket timeout
   (redis-py's default of 5 s breaks it: an idle worker then picks new jobs up seconds late;
   docs/engine.md, E1). Instead they use TCP keepalive with a user timeout, so the kernel notices a peer
