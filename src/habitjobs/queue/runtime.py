@@ -1,4 +1,5 @@
-"""The worker process: one bullmq Worker per queue, sharing one event loop.
+"""The worker process: one bullmq Worker per queue, sharing one event loop (the Worker of
+:mod:`habitjobs.queue.worker`: finishing a job fetches the next, on a pooled client of its own).
 
 What it adds around bullmq:
 - the registry lookup, payload validation and the mapping of our outcomes (``RetryLater``,
