@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -14,10 +15,13 @@ from sqlalchemy import func, select
 
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
+from tests.conftest import ApiUser
 from tests.fakes.push import eventually
 from tests.support.net import free_port, wait_http_ok
 from tests.support.sync import Device
 from tests.support.workers import ApiProcess
+
+MakeUser = Callable[..., Awaitable[ApiUser]]
 
 
 def _serving(api: ApiProcess) -> list[psutil.Process]:
@@ -36,8 +40,8 @@ async def _push_some(api: ApiProcess, headers: dict[str, str], n: int) -> list[i
 
 
 async def test_two_api_processes_serve_one_port_a_dead_one_is_replaced_and_sigterm_stops_them(
-    resources: Resources, tmp_path: Path, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, tmp_path: Path, make_user: MakeUser
+) -> None:
     user = await make_user()
     api = ApiProcess(resources.settings, tmp_path / "api.log", free_port(), HABITJOBS_API_WORKERS="2")
     try:

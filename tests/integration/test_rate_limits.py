@@ -11,7 +11,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -19,10 +19,13 @@ import httpx
 import pytest
 
 from habitjobs.config import Settings
+from tests.conftest import ApiUser
 from tests.support.apps import open_api
 from tests.support.net import free_port
 from tests.support.sync import Device
 from tests.support.tcp_proxy import TcpProxy
+
+MakeUser = Callable[..., Awaitable[ApiUser]]
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -149,8 +152,8 @@ async def test_rate_limits_can_be_turned_off(api: ClientFactory, make_user) -> N
 
 
 async def test_a_quota_finer_than_the_clock_is_counted_not_failed_open(
-    api: ClientFactory, make_user, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+    api: ClientFactory, make_user: MakeUser, caplog: pytest.LogCaptureFixture
+) -> None:
     """Regression: with millions a minute the interval rounded to 0 ms and the script's ``SET … PX 0``
     raised, so every request passed uncounted and "not enforced" was logged."""
     user = await make_user()

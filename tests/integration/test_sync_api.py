@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -18,8 +18,11 @@ from habitjobs.config import Settings
 from habitjobs.queue.models import OutboxRow
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
+from tests.conftest import ApiUser
 from tests.support.sync import Device, body, ts
 from tests.support.workers import drain
+
+MakeUser = Callable[..., Awaitable[ApiUser]]
 
 DAY = date(2026, 3, 2)
 
@@ -303,8 +306,8 @@ async def test_a_token_outliving_its_user_cannot_push_or_read(
 
 
 async def test_uploads_of_gone_or_leaving_users_are_401_beside_accepted_ones(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     """The push looks its uploaders up with the group that stores them: a gone user's and a locked user's
     uploads are refused with 401 while the others arriving at the same moment are stored."""
     fine, gone, leaving = await make_user(), await make_user(), await make_user()
