@@ -286,9 +286,22 @@ async def service_apply(resources: Resources, batch_id: uuid.UUID) -> None:
 
 
 def _process_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by process ``pid`` and its live children (Linux /proc): the API's serving
+    processes when it runs several."""
+    total = 0
+    for one in [pid, *_children(pid)]:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = task / "children"
+        if children.exists():
+            found += [int(c) for c in children.read_text().split()]
+    return found
 
 
 def _backend_cpu_s(database: str) -> float:
@@ -420,16 +433,20 @@ async def bench_merge(mutations: int, reps: int) -> list[list[str]]:
 # --- (b) push -------------------------------------------------------------------------------------
 
 
-def serve(port: int) -> None:
-    """The API as ``habitjobs api`` serves it, plus a bare endpoint on the same server."""
-    import uvicorn
-    from fastapi import status
-
-    from habitjobs.api.app import create_app
-    from habitjobs.api.server import guarded_protocol
+def serve(port: int, workers: int = 1) -> None:
+    """The API as ``habitjobs api [--workers N]`` serves it, plus a bare endpoint on the same server."""
+    from habitjobs.api.server import serve as serve_api
     from habitjobs.config import load_settings
 
     settings = load_settings()
+    serve_api(settings, lambda: _bench_app(settings), host="127.0.0.1", port=port, workers=workers)
+
+
+def _bench_app(settings: Settings) -> Any:
+    from fastapi import status
+
+    from habitjobs.api.app import create_app
+
     app = create_app(settings)
 
     @app.post("/bench/bare", status_code=status.HTTP_202_ACCEPTED)
@@ -451,14 +468,7 @@ def serve(port: int) -> None:
                 profiler.dump_stats(profile_to)
             return {"status": "ok"}
 
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        http=guarded_protocol(settings),
-    )
+    return app
 
 
 async def _client(
@@ -567,7 +577,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def bench_push(seconds: float, reps: int, clients: int, batch: int, rate: float) -> list[list[str]]:
+async def bench_push(
+    seconds: float, reps: int, clients: int, batch: int, rate: float, workers: int = 1
+) -> list[list[str]]:
     prefix = f"hjbench{secrets.token_hex(4)}"
     rows: list[list[str]] = []
     async with private_database() as url:
@@ -592,7 +604,9 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int, rate: 
             "HABITJOBS_RATE_LIMIT_SYNC": "1000000000/60s",
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "bench.sync", "serve", "--port", str(port)], cwd=ROOT, env=env
+            [sys.executable, "-m", "bench.sync", "serve", "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT,
+            env=env,
         )
         try:
             _wait_for(port)
@@ -659,13 +673,14 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int, rate: 
             server.terminate()
             server.wait(timeout=30)
             await drop_prefix(prefix)
+    procs = "" if workers == 1 else f", {workers} API processes"
     for mode, _ in modes:
         for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
             ours = median([r[key] for r in results[mode, "push"]])
             bare = median([r[key] for r in results[mode, "bare"]])
             rows.append(
                 [
-                    f"POST /v1/sync/push, {clients} clients, {mode}, {batch} mutations/batch",
+                    f"POST /v1/sync/push, {clients} clients, {mode}, {batch} mutations/batch{procs}",
                     f"{label} latency",
                     f"{ours:.1f} ms",
                     f"{bare:.1f} ms (bare 202)",
@@ -676,7 +691,7 @@ async def bench_push(seconds: float, reps: int, clients: int, batch: int, rate: 
         bare_rps = median([r["rps"] for r in results[mode, "bare"]])
         rows.append(
             [
-                f"POST /v1/sync/push, {clients} clients, {mode}",
+                f"POST /v1/sync/push, {clients} clients, {mode}{procs}",
                 "requests/s",
                 f"{ours_rps:,.0f}",
                 f"{bare_rps:,.0f} (bare 202)",
@@ -712,6 +727,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     serve_cmd = sub.add_parser("serve")
     serve_cmd.add_argument("--port", type=int, required=True)
+    serve_cmd.add_argument("--workers", type=int, default=1)
     load_cmd = sub.add_parser("load")
     load_cmd.add_argument("--port", type=int, required=True)
     load_cmd.add_argument("--path", required=True)
@@ -726,11 +742,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--batch", type=int, default=20, help="mutations per pushed batch")
     parser.add_argument(
+        "--api-workers", type=int, default=1, help="processes serving the API (habitjobs api --workers)"
+    )
+    parser.add_argument(
         "--rate", type=float, default=500.0, help="requests/s of the paced push phases (all clients together)"
     )
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.port)
+        serve(args.port, args.workers)
         return
     if args.command == "load":
         load(args.port, args.path, args.seconds, args.tokens, args.batch, args.rate)
@@ -740,7 +759,9 @@ def main() -> None:
     if args.only in (None, "merge"):
         rows += asyncio.run(bench_merge(args.mutations, args.reps))
     if args.only in (None, "push"):
-        rows += asyncio.run(bench_push(args.seconds, args.reps, args.clients, args.batch, args.rate))
+        rows += asyncio.run(
+            bench_push(args.seconds, args.reps, args.clients, args.batch, args.rate, args.api_workers)
+        )
     print()
     print(table(["what", "unit", "ours (median)", "baseline (median)", "ratio"], rows))
 

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Processes serving the API (`habitjobs api --workers`): one per core the API may use.
+    api_workers: int = Field(default=1, ge=1, le=64)
     api_max_body_bytes: int = Field(default=2_000_000, ge=1_000)
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)

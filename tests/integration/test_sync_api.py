@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -18,9 +18,12 @@ from habitjobs.config import Settings
 from habitjobs.queue.models import OutboxRow
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
+from tests.conftest import ApiUser
 from tests.support.contract import CHECKED
 from tests.support.sync import Device, body, ts
 from tests.support.workers import drain
+
+MakeUser = Callable[..., Awaitable[ApiUser]]
 
 DAY = date(2026, 3, 2)
 
@@ -305,6 +308,31 @@ async def test_a_token_outliving_its_user_cannot_push_or_read(
     assert (await client.get("/v1/sync/pull", headers=user.headers)).status_code == 401
     async with resources.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+
+
+async def test_uploads_of_gone_or_leaving_users_are_401_beside_accepted_ones(
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
+    """The push looks its uploaders up with the group that stores them: a gone user's and a locked user's
+    uploads are refused with 401 while the others arriving at the same moment are stored."""
+    fine, gone, leaving = await make_user(), await make_user(), await make_user()
+    async with resources.db.transaction() as session:
+        await session.execute(text("DELETE FROM users WHERE id = :id"), {"id": gone.id})
+        await session.execute(text("UPDATE users SET locked_at = now() WHERE id = :id"), {"id": leaving.id})
+    uploads = []
+    for user in (fine, gone, leaving, fine):
+        phone = Device()
+        _new_habit(phone)
+        uploads.append((user, phone.batch()))
+
+    answers = await asyncio.gather(*(_push(client, user, upload) for user, upload in uploads))
+    assert [a.status_code for a in answers] == [202, 401, 401, 202], [a.text for a in answers]
+    assert "no longer exists" in answers[1].json()["error"]["message"]
+    assert "being deleted" in answers[2].json()["error"]["message"]
+    async with resources.db.transaction() as session:
+        owners = (await session.scalars(select(SyncBatch.user_id))).all()
+        assert sorted(map(str, owners)) == [str(fine.id)] * 2
+        assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 2
 
 
 async def test_a_remembered_token_still_expires(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]

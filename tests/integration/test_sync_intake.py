@@ -57,7 +57,7 @@ async def test_one_bad_upload_in_a_group_fails_alone(resources: Resources, make_
     same = uuid.uuid4()
     uploads = [
         _upload(resources, alice.id),
-        _upload(resources, gone.id),  # its user was deleted: the whole group's insert fails
+        _upload(resources, gone.id),  # its user was deleted: refused, the rest of the group is stored
         _upload(resources, bob.id, taken.batch_id),  # someone else's batch id
         _upload(resources, bob.id, same),
         _upload(resources, bob.id, same),  # the same upload twice in one group

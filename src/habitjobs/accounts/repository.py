@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import ARRAY, Text, Uuid, any_, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -250,6 +251,18 @@ _PRINCIPAL = select(User.id, User.is_admin, User.locked_at.is_not(None))
 async def principal_by_id(session: AsyncSession, user_id: uuid.UUID) -> PrincipalRow | None:
     row = (await session.execute(_PRINCIPAL.where(User.id == user_id))).first()
     return None if row is None else PrincipalRow(*row)
+
+
+# One statement text for any number of ids (an IN list would be a new statement, prepared anew, per count).
+_PRINCIPALS = _PRINCIPAL.where(User.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+
+
+async def principals_by_ids(
+    session: AsyncSession, user_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PrincipalRow]:
+    """The users that exist among ``user_ids`` (one query however many)."""
+    rows = await session.execute(_PRINCIPALS, {"ids": list(user_ids)})
+    return {row[0]: PrincipalRow(*row) for row in rows}
 
 
 async def principal_by_identity(session: AsyncSession, issuer: str, subject: str) -> PrincipalRow | None:

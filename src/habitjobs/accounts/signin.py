@@ -8,6 +8,7 @@ user — signed in through the first — hands the second provider's token to ``
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,12 +27,33 @@ class Principal:
     locked: bool
 
 
+LOCKED_MESSAGE = "this account is being deleted (GET /v1/me/deletion; DELETE it to cancel)"
+GONE_MESSAGE = "the token's user no longer exists"
+
+
+async def refusals(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Unauthorized]:
+    """Of users named by verified tokens of this server, those who may not write (one query for all):
+    gone, or with their deletion requested. What :func:`sign_in` and the lock check decide, for many at
+    once — the sync upload intake checks a whole group of uploads inside the transaction that stores them.
+    """
+    wanted = set(user_ids)
+    found = await repo.principals_by_ids(session, list(wanted))
+    refused: dict[uuid.UUID, Unauthorized] = {}
+    for user_id in wanted:
+        row = found.get(user_id)
+        if row is None:
+            refused[user_id] = Unauthorized(GONE_MESSAGE)
+        elif row.locked:
+            refused[user_id] = Unauthorized(LOCKED_MESSAGE)
+    return refused
+
+
 async def sign_in(session: AsyncSession, token: VerifiedToken) -> Principal:
     """The token's user (one query); a provider's unknown identity becomes a new user."""
     if token.user_id is not None:
         found = await repo.principal_by_id(session, token.user_id)
         if found is None:
-            raise Unauthorized("the token's user no longer exists")
+            raise Unauthorized(GONE_MESSAGE)
         return Principal(found.user_id, found.is_admin, found.locked)
     found = await repo.principal_by_identity(session, token.issuer, token.subject)
     if found is None:

@@ -44,7 +44,7 @@ def get_authenticator(request: Request) -> Authenticator:
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 
 
-LOCKED_MESSAGE = "this account is being deleted (GET /v1/me/deletion; DELETE it to cancel)"
+LOCKED_MESSAGE = signin.LOCKED_MESSAGE
 
 
 async def authenticate(
@@ -62,6 +62,16 @@ async def authenticate(
     if principal.locked and not allow_locked:
         raise Unauthorized(LOCKED_MESSAGE)
     return principal
+
+
+async def token_user(request: Request, credentials: HTTPAuthorizationCredentials | None) -> uuid.UUID | None:
+    """The user a token of this server names, verified but not looked up: the caller then checks in its
+    own transaction that the user exists and is not locked (:func:`signin.refusals`). None for a provider's
+    token (that needs :func:`authenticate`). 401 when there is no token that works."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    token = await get_authenticator(request).verify(credentials.credentials)
+    return token.user_id
 
 
 async def signed_in(request: Request, credentials: Credentials) -> Principal:

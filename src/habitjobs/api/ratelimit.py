@@ -68,9 +68,10 @@ local allow_at = next_tat - window
 if now < allow_at then
   return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
 end
--- At least 1 ms: with a huge quota the interval is below a double's precision at today's timestamps
--- (tat + interval == tat), and PX 0 is an error.
-redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.max(1, math.ceil(next_tat - now)))
+-- An interval below the clock's resolution (a quota of millions a minute) rounds away: the key then
+-- still needs an expiry of at least one millisecond (PX 0 is an error).
+local ttl = math.max(1, math.ceil(next_tat - now))
+redis.call('SET', KEYS[1], tostring(next_tat), 'PX', ttl)
 return {1, math.floor((window - (next_tat - now)) / interval), 0, math.ceil(next_tat - now)}
 """
 

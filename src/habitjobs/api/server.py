@@ -22,10 +22,14 @@ exactly; ``tests/integration/test_slow_clients.py`` checks the behaviour with re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -187,6 +191,59 @@ def uvicorn_config(settings: Settings, app: Any, *, host: str, port: int) -> uvi
     )
 
 
-def serve(settings: Settings, app: Any, *, host: str, port: int) -> None:
-    """Run the API until SIGTERM/SIGINT (what ``habitjobs api`` does)."""
-    uvicorn.Server(uvicorn_config(settings, app, host=host, port=port)).run()
+def serve(settings: Settings, make_app: Callable[[], Any], *, host: str, port: int, workers: int = 1) -> None:
+    """Run the API until SIGTERM/SIGINT (what ``habitjobs api`` does), in ``workers`` processes.
+
+    One process serves on one core. With more, the listening socket is opened here and each process is
+    forked from this one (before any event loop or connection exists) and builds its own app: its own
+    database and Redis pools, its own upload group commit, its own slow-client limits. The kernel spreads
+    new connections over the processes. This process only supervises: SIGTERM/SIGINT is passed on (each
+    process finishes its requests, as a single one does), and a process that dies is started again.
+    """
+    if workers <= 1:
+        uvicorn.Server(uvicorn_config(settings, make_app(), host=host, port=port)).run()
+        return
+    sock = uvicorn_config(settings, None, host=host, port=port).bind_socket()
+    children: set[int] = set()
+    stopping = False
+
+    def start_one() -> None:
+        pid = os.fork()
+        if pid == 0:  # the serving process
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                uvicorn.Server(uvicorn_config(settings, make_app(), host=host, port=port)).run(sockets=[sock])
+                code = 0
+            finally:
+                os._exit(code)
+        children.add(pid)
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        start_one()
+    log.info("API serving on %s:%d in %d processes (pids %s)", host, port, workers, sorted(children))
+    last_restart = 0.0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if stopping:
+            continue
+        log.error("API process %d ended (status %d); starting another", pid, status)
+        time.sleep(max(0.0, last_restart + 1.0 - time.monotonic()))  # at most one restart a second
+        last_restart = time.monotonic()
+        if not stopping:
+            start_one()
+    sock.close()

@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
     def api(
         host: str = typer.Option(None, help="default: HABITJOBS_API_HOST"),
         port: int = typer.Option(None, help="default: HABITJOBS_API_PORT"),
+        workers: int = typer.Option(
+            None, min=1, help="processes serving the API, e.g. one per core (default: HABITJOBS_API_WORKERS)"
+        ),
     ) -> None:
         """Serve the HTTP API (uvicorn, with time limits for reading requests: api/server.py)."""
         from habitjobs.api.app import create_app
@@ -53,7 +56,13 @@ def register(app: typer.Typer) -> None:
         settings = settings_or_exit()
         settings.require_database_url()
         settings.require_redis_url()
-        serve(settings, create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+        serve(
+            settings,
+            lambda: create_app(settings),
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            workers=workers or settings.api_workers,
+        )
 
     @app.command()
     def worker(

@@ -7,7 +7,8 @@ Two kinds of client, with different time limits:
   stops answering (paused, overloaded, a network that drops packets) fails the call after that limit
   instead of hanging the request; the connection is dropped and the next call opens a new one. A broken
   connection is retried once, a timeout never (retrying would multiply the wait).
-- **Worker connections** (``bullmq_connection``, the ``connection`` option of bullmq's ``Worker``): they
+- **Worker connections** (``worker_client``, the ``connection`` option of our workers; ``bullmq_connection``
+  gives the same options as a dict, for a bare bullmq ``Worker``): they
   run bullmq's blocking read (BZPOPMIN, up to 10 s by design) and must not carry a socket timeout
   (redis-py's default of 5 s breaks it: an idle worker then picks new jobs up seconds late;
   docs/engine.md, E1). Instead they use TCP keepalive with a user timeout, so the kernel notices a peer
@@ -28,8 +29,10 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
+from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A connection that cannot be made within this time is reported, instead of hanging a request.
 CONNECT_TIMEOUT_S = 5.0
@@ -92,6 +95,21 @@ def redis_kwargs(url: str) -> dict[str, Any]:
 
 
 _REQUIRED: dict[str, Any] = {"decode_responses": True}
+
+
+def worker_client(url: str) -> aioredis.Redis:
+    """The ``connection`` option for our bullmq workers: a *pooled* client without socket timeout (see
+    the module). Given a dict instead, bullmq builds a single-connection client, and every command of the
+    worker's concurrent jobs then waits for the one before it on one socket (docs/engine.md, E10); with a
+    pool each in-flight command has a connection of its own, and the blocking read one more.
+
+    It retries broken connections as bullmq's own client does (up to 20 times, backing off to 20 s), so a
+    Redis restart is ridden out the same way. One per worker: the worker closes it when it closes.
+    """
+    kwargs = redis_kwargs(url)
+    kwargs["retry"] = Retry(ExponentialBackoff(cap=20, base=1), 20)
+    kwargs["retry_on_error"] = [BusyLoadingError, RedisConnectionError, RedisTimeoutError]
+    return aioredis.Redis(**kwargs)
 
 
 def bullmq_connection(url: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The worker process: one bullmq Worker per queue, sharing one event loop.
+"""The worker process: one bullmq Worker per queue, sharing one event loop (the Worker of
+:mod:`habitjobs.queue.worker`: finishing a job fetches the next, on a pooled client of its own).
 
 What it adds around bullmq:
 - the registry lookup, payload validation and the mapping of our outcomes (``RetryLater``,
@@ -22,20 +23,21 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bullmq import UnrecoverableError, Worker
+from bullmq import UnrecoverableError
 from pydantic import ValidationError
 
 from habitjobs.errors import PermanentFailure, RetryLater
 from habitjobs.observability import context as log_context
 from habitjobs.observability import jobs as observe
 from habitjobs.observability import tracing
-from habitjobs.queue.connection import bullmq_connection, redis_kwargs
+from habitjobs.queue.connection import redis_kwargs, worker_client
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.monitor import METRICS_DATA_POINTS, worker_client_name
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
 from habitjobs.queue.registry import FailedJob, JobContext, Schedule
 from habitjobs.queue.retry import DEFAULT_POLICY
 from habitjobs.queue.watchdog import ActiveJob, LoopWatchdog
+from habitjobs.queue.worker import Worker
 
 if TYPE_CHECKING:
     from habitjobs.resources import Resources
@@ -81,7 +83,8 @@ class WorkerRuntime:
     def worker_options(self, queue: str) -> dict[str, Any]:
         s = self.resources.settings
         return {
-            "connection": bullmq_connection(s.require_redis_url()),
+            # A pooled client of its own (the worker closes it): docs/engine.md, E10.
+            "connection": worker_client(s.require_redis_url()),
             "prefix": s.queue_prefix,
             "concurrency": self.concurrency_for(queue),
             "lockDuration": s.lock_duration_ms,

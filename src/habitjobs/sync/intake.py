@@ -7,6 +7,10 @@ transaction (their batches in one statement, their outbox rows in another), one 
 Redis for their jobs — then every one of them is answered. An upload arriving on an idle server is
 stored at once: there is no timer, the group is whatever queued up meanwhile.
 
+The uploader is checked in the same transaction: the route only verifies a token of this server, and the
+group's insert skips uploads of users that are gone or being deleted (401 for those), so an upload costs
+no sign-in transaction of its own.
+
 Each upload is still answered only once its batch and its outbox row are committed and its job is
 queued. Two groups may be in flight at once, so that one group's disk flush does not hold up the next.
 A group that fails as a whole (one of its users was deleted meanwhile) is stored again upload by upload,

@@ -96,6 +96,8 @@ _INSERT_BATCHES = text(
     f") AS r({', '.join(_BATCH_COLUMNS)}, payload)), "
     f"status AS (INSERT INTO sync_batches ({', '.join(_BATCH_COLUMNS)}) "
     f"SELECT {', '.join(_BATCH_COLUMNS)} FROM r "
+    # Only for users that exist and whose deletion was not requested (they may not write any more).
+    "WHERE EXISTS (SELECT 1 FROM users AS u WHERE u.id = r.user_id AND u.locked_at IS NULL) "
     "ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id, user_id, received_at), "
     # The payload goes to the partition of the batch's arrival (the same now(): one transaction).
     "payload AS (INSERT INTO sync_batch_payloads (batch_id, received_at, user_id, payload) "
@@ -109,9 +111,10 @@ async def insert_batches(
     session: AsyncSession, batches: Sequence[tuple[dict[str, Any], str]]
 ) -> dict[uuid.UUID, datetime]:
     """Store new batches (header values, payload as JSON text) in one statement; returns the ids that
-    were new, with their arrival time. Ids that exist already are left as they are.
+    were new, with their arrival time. Ids that exist already are left as they are, and so are batches of
+    users that do not exist or are being deleted (locked).
 
-    Raises :class:`Unauthorized` when a user does not exist (any more): the rows reference it.
+    Raises :class:`Unauthorized` when a user is deleted while the statement runs: the rows reference it.
     """
     params: dict[str, Any] = {c: [values[c] for values, _ in batches] for c in _BATCH_COLUMNS}
     params["payload"] = [payload for _, payload in batches]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from habitjobs.api.deps import Credentials, CurrentUser, ResourcesDep, authenticate
+from habitjobs.api.deps import Credentials, CurrentUser, ResourcesDep, authenticate, token_user
 from habitjobs.api.openapi import ErrorBody, error_responses
 from habitjobs.api.ratelimit import SYNC, limiter, rate_limit
 from habitjobs.errors import PayloadTooLarge
@@ -20,18 +20,24 @@ router = APIRouter(prefix="/v1/sync", tags=["sync"])
 
 async def _pushing(request: Request, credentials: Credentials) -> tuple[Intake, uuid.UUID]:
     """The push's one dependency (each dependency FastAPI solves costs the hottest route time): the
-    caller, as every route authenticates, and the upload intake (made once per app)."""
+    caller and the upload intake (made once per app).
+
+    A token of this server is verified here but its user is looked up by the intake, for a whole group
+    of uploads in the transaction that stores them (gone or being deleted: 401 then); that spares every
+    upload a transaction of its own. A provider's token signs in as on every route."""
     intake: Intake | None = getattr(request.app.state, "sync_intake", None)
     if intake is None:
         resources = request.app.state.resources
         intake = request.app.state.sync_intake = Intake(resources.db, resources.outbox)
-    principal = await authenticate(request, credentials)
-    await limiter(request).check(request, SYNC, principal.user_id)
+    user_id = await token_user(request, credentials)
+    if user_id is None:
+        user_id = (await authenticate(request, credentials)).user_id
+    await limiter(request).check(request, SYNC, user_id)
     # 413 for an upload over the sync size limit (tighter than the API-wide body limit).
     size, limit = len(await request.body()), request.app.state.resources.settings.sync_max_batch_bytes
     if size > limit:
         raise PayloadTooLarge(f"the batch has {size} bytes; at most {limit}", max_bytes=limit)
-    return intake, principal.user_id
+    return intake, user_id
 
 
 _PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitjobs import bounds
+from habitjobs.accounts import signin
 from habitjobs.caps import entity_caps
 from habitjobs.config import Settings
 from habitjobs.errors import (
@@ -28,6 +29,7 @@ from habitjobs.errors import (
     PayloadTooLarge,
     PermanentFailure,
     RetryLater,
+    Unauthorized,
 )
 from habitjobs.observability import context as log_context
 from habitjobs.queue.outbox import Outbox, StagedJob
@@ -191,13 +193,22 @@ async def store_uploads(
     Per upload: the batch and whether it is new; or the error to answer. A batch id seen before gives
     the stored batch (its current status) and stages nothing — also when two identical requests race,
     in one group or in two: the second insert waits for the first and then finds its row. Another
-    user's batch id is answered 404, as for any batch the caller cannot see. A user that does not exist any
-    more fails the whole statement (:class:`Unauthorized`), so the caller can retry uploads one by one.
+    user's batch id is answered 404, as for any batch the caller cannot see. An uploader that does not exist
+    or whose account is being deleted gets :class:`Unauthorized` (the route verified the token only); one
+    deleted while the insert runs fails the whole statement (:class:`Unauthorized`), so the caller can
+    retry uploads one by one.
     """
     first: dict[uuid.UUID, Upload] = {}
     for upload in uploads:
         first.setdefault(upload.batch_id, upload)
-    inserted = await repo.insert_batches(session, [(u.values, u.payload_json) for u in first.values()])
+    rows = [(u.values, u.payload_json) for u in first.values()]
+    # The uploaders were named by verified tokens only: the insert itself skips users that do not exist
+    # or are being deleted, and only uploads it skipped are looked into (a batch id seen before, or such
+    # a user) — the common group costs no statement more.
+    inserted = await repo.insert_batches(session, rows) if rows else {}
+    writers = {first[batch_id].user_id for batch_id in inserted}
+    doubtful = {u.user_id for u in uploads if u.user_id not in writers}
+    refused = await signin.refusals(session, doubtful) if doubtful else {}
     staged = [
         StagedJob(APPLY_JOB, {"batch_id": u.batch_id}, u.values["job_id"], u.user_id, request_id=u.request_id)
         for u in first.values()
@@ -205,12 +216,18 @@ async def store_uploads(
     ]
     if staged:
         await outbox.add_many(session, staged)
-    known = await repo.get_batches(session, [i for i in first if i not in inserted])
+    known = await repo.get_batches(
+        session, [i for i, u in first.items() if i not in inserted and u.user_id not in refused]
+    )
     for batch_id, received_at in inserted.items():
         u = first[batch_id]
         known[batch_id] = SyncBatch(**u.values, status="queued", received_at=received_at, result={})
     outcomes: list[Stored | HabitjobsError] = []
     for upload in uploads:
+        refusal = refused.get(upload.user_id)
+        if refusal is not None:
+            outcomes.append(Unauthorized(refusal.message))
+            continue
         batch = known.get(upload.batch_id)
         if batch is None or batch.user_id != upload.user_id:
             # Another user's batch: answered like an id nobody has, so nothing confirms it exists.
