@@ -43,8 +43,7 @@ from habitjobs.analytics.rules import DailyRow, FocusFacts, HabitFacts, daily_ro
 from habitjobs.analytics.streaks import Schedule, compute
 from habitjobs.clock import FrozenClock
 from habitjobs.config import Settings
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 
 ZONE = "Europe/Berlin"
 DAY = date(2026, 3, 15)  # a Sunday

@@ -20,9 +20,8 @@ from habitjobs.push import repository as push_repo
 from habitjobs.push import service as push_service
 from habitjobs.push.schemas import Notification
 from habitjobs.queue.operations import JobOperations
-from habitjobs.queue.registry import JobContext
 from habitjobs.queue.runtime import WorkerRuntime
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from tests.support.erasure import (
     Census,
     Schema,

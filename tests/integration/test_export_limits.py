@@ -21,8 +21,8 @@ from habitjobs.config import Settings
 from habitjobs.maintenance import jobs as maintenance_jobs
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import DEFAULT
-from habitjobs.queue.registry import FailedJob, JobContext
-from habitjobs.resources import Resources
+from habitjobs.queue.registry import FailedJob
+from habitjobs.resources import JobContext, Resources
 from tests.support.apps import changed
 from tests.support.workers import drain
 

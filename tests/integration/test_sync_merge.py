@@ -16,8 +16,8 @@ from habitjobs.config import Settings
 from habitjobs.errors import RetryLater
 from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
 from habitjobs.queue.names import ANALYTICS, SYNC
-from habitjobs.queue.registry import JobContext, Registry
-from habitjobs.resources import Resources
+from habitjobs.queue.registry import Registry
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync import service
 from habitjobs.sync.entities import completion_id
 from habitjobs.sync.models import StatsDirtyDay, StreakDirty, SyncBatch, SyncClient

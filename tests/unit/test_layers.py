@@ -60,6 +60,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "habitjobs.*.service",
             "habitjobs.accounts.deletion",
+            "habitjobs.accounts.tokens",
             "habitjobs.push.dispatch",
             "habitjobs.reminders.tick",
             "habitjobs.sync.intake",
@@ -127,20 +128,6 @@ EXCEPTIONS: list[Excepted] = [
         "Resources.open() builds the full job registry when the caller passes none; the import is lazy "
         "(inside the function): a default of the composition root, not a dependency of the type",
         in_circle=True,
-    ),
-    Excepted(
-        "habitjobs.devstack.supervisor",
-        "habitjobs.cli.token",
-        "the dev stack prints a ready-to-use token with the CLI's token issuer",
-    ),
-    *(
-        Excepted(
-            f"habitjobs.queue.{module}",
-            "habitjobs.resources",
-            "type-only: the queue layer hands the process's Resources to handlers and hooks",
-            in_circle=True,
-        )
-        for module in ("failures", "reconcile", "registry", "runtime")
     ),
     Excepted(
         "habitjobs.habits.service",

@@ -12,8 +12,9 @@ from habitjobs.accounts import service as accounts
 from habitjobs.config import Settings
 from habitjobs.maintenance import retention
 from habitjobs.queue.names import SCHEDULER
-from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.registry import JobSpec, Schedule
 from habitjobs.queue.retry import NO_RETRY
+from habitjobs.resources import JobContext
 
 RETENTION_JOB = "maintenance.retention"
 # Batches per rule and run: a big backlog is worked off over several runs, each of them short.

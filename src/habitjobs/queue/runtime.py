@@ -20,21 +20,19 @@ import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bullmq import UnrecoverableError, Worker
 from pydantic import ValidationError
 
 from habitjobs.errors import PermanentFailure, RetryLater
 from habitjobs.queue.connection import bullmq_connection, redis_kwargs
+from habitjobs.queue.context import QueueResources
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
-from habitjobs.queue.registry import FailedJob, JobContext, Schedule
+from habitjobs.queue.registry import FailedJob, HandlerContext, Schedule
 from habitjobs.queue.retry import DEFAULT_POLICY
 from habitjobs.queue.watchdog import ActiveJob, LoopWatchdog
-
-if TYPE_CHECKING:
-    from habitjobs.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ log = logging.getLogger(__name__)
 class WorkerRuntime:
     def __init__(
         self,
-        resources: Resources,
+        resources: QueueResources,
         *,
         queues: Sequence[str] | None = None,
         concurrency: Mapping[str, int] | int | None = None,
@@ -113,7 +111,7 @@ class WorkerRuntime:
             payload = spec.parse(job.data)
         except ValidationError as exc:
             raise UnrecoverableError(f"invalid payload for {spec.name}: {_describe(exc)}") from exc
-        ctx = JobContext(
+        ctx = HandlerContext(
             job_id=str(job.id),
             name=spec.name,
             queue=spec.queue,

@@ -18,7 +18,6 @@ from habitjobs.queue.registry import (
     AwaitedPage,
     AwaitedScan,
     FailedJob,
-    JobContext,
     JobSpec,
     Schedule,
 )
@@ -27,7 +26,7 @@ from habitjobs.sync import repository as repo
 from habitjobs.sync import service
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.resources import JobContext, Resources
 
 log = logging.getLogger(__name__)
 
