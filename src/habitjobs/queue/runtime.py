@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -120,7 +119,7 @@ class WorkerRuntime:
             resources=self.resources,
             _job=job,
         )
-        self.active[ctx.job_id] = ActiveJob(ctx.job_id, spec.name, spec.queue, token, time.monotonic())
+        self.active[ctx.job_id] = ActiveJob(ctx.job_id, spec.name, spec.queue, token)
         try:
             return await spec.handler(ctx, payload)
         except PermanentFailure as exc:
@@ -268,9 +267,6 @@ class WorkerRuntime:
 
     def _on_error(self, err: BaseException, *_: Any) -> None:
         log.error("worker error: %r", err)
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
 
     async def stop(self, grace_s: float | None = None, *, force: asyncio.Event | None = None) -> bool:
         """Stop taking jobs, let active ones finish for ``grace_s`` (or until ``force`` is set), then
