@@ -1,17 +1,16 @@
 # The one image of habitjobs: `habitjobs api`, `habitjobs worker` and `habitjobs db upgrade` (see
-# docker-compose.yml). Dependencies are installed at the exact versions of constraints.txt.
+# docker-compose.yml). Dependencies are installed from requirements/base.lock (exact versions, hash-checked).
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/habitjobs
 WORKDIR /build
 # Dependencies first: this layer is rebuilt only when the pins change, not at every code change.
-COPY pyproject.toml constraints.txt README.md ./
-RUN mkdir -p src/habitjobs && touch src/habitjobs/__init__.py \
- && /opt/habitjobs/bin/pip install -c constraints.txt . \
- && /opt/habitjobs/bin/pip uninstall --yes habitjobs
+COPY requirements/base.lock ./
+RUN /opt/habitjobs/bin/pip install --require-hashes --no-deps -r base.lock
+COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/habitjobs/bin/pip install --no-deps -c constraints.txt .
+RUN /opt/habitjobs/bin/pip install --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin habitjobs
