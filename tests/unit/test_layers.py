@@ -92,6 +92,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "habitjobs.caps",
             "habitjobs.logs",
             "habitjobs.outage",
+            "habitjobs.weekdays",
         ],
     ),
 ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import Enum
 
-from habitjobs.analytics.days import on_weekday
+from habitjobs.weekdays import on_weekday
 
 
 class Mark(Enum):

@@ -28,9 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from habitjobs.db.base import Base
 from habitjobs.owned import Synced
-
-ALL_DAYS_MASK = 0b1111111  # bit 0 = Monday … bit 6 = Sunday
-
+from habitjobs.weekdays import ALL_DAYS_MASK
 
 # Kept under this name for the models of this module and of reminders.
 _Synced = Synced
