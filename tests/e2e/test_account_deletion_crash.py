@@ -54,7 +54,7 @@ async def test_a_worker_killed_mid_deletion_leaves_nothing_of_the_user(
     settings: Settings,
     resources: Resources,
     client: httpx.AsyncClient,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
     redis_url: str,
     tmp_path: Path,
 ) -> None:

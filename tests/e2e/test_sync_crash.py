@@ -44,7 +44,7 @@ async def _status(resources: Resources, batch_id: uuid.UUID) -> SyncBatch:
 @pytest.mark.slow
 async def test_a_worker_killed_mid_batch_leaves_every_mutation_applied_exactly_once(
     settings: Settings, make_user, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     tuned = settings.model_copy(update={"sync_max_mutations": N_MUTATIONS, "sync_chunk_mutations": CHUNK})
     resources = Resources.open(tuned, application_name="habitjobs-test")
     workers: list[WorkerProcess] = []

@@ -71,7 +71,7 @@ def _assert_holds_everywhere(schema: Schema, census: Census, user_id: uuid.UUID)
 
 async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
     client: httpx.AsyncClient, resources: Resources, make_user, device_notes: None, redis_url: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     leaving, staying = await make_user(), await make_user()
     leaving_device, staying_device = await seed_users(
         resources,
@@ -137,7 +137,7 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
 
 async def test_a_deletion_asked_twice_is_one_deletion(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     answers = await asyncio.gather(*(client.delete("/v1/me", headers=user.headers) for _ in range(5)))
     assert {a.status_code for a in answers} == {202}
@@ -166,7 +166,7 @@ async def test_a_deletion_asked_twice_is_one_deletion(
 
 async def test_the_grace_period_can_be_cancelled_and_the_account_works_again(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     resources.settings = resources.settings.model_copy(update={"account_deletion_grace_s": 3600})
     user = await make_user()
     device_id = uuid.uuid4()

@@ -54,7 +54,7 @@ async def test_admin_api_needs_an_administrator(client: httpx.AsyncClient, make_
 async def test_inspect_and_retry_a_failed_job_through_the_api(
     client: httpx.AsyncClient,
     job_resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     admin = await make_user(admin=True)
     job_id = await failed_job(job_resources, "api-retry", "api-retry-1")
@@ -105,7 +105,7 @@ async def test_inspect_and_retry_a_failed_job_through_the_api(
 async def test_retry_failed_retries_exactly_the_failed_jobs_of_that_queue(
     client: httpx.AsyncClient,
     job_resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     admin = await make_user(admin=True)
     for i in range(3):

@@ -115,7 +115,7 @@ async def test_device_registration_is_idempotent_and_private(client: httpx.Async
 
 async def test_a_token_that_moves_to_another_installation_is_disabled_on_the_old_one(
     client: httpx.AsyncClient,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     alice, bob = await make_user(), await make_user()
     token = {"platform": "android", "push_token": "fcm-token-123456"}

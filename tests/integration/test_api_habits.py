@@ -40,7 +40,7 @@ async def test_habit_crud_round_trip(client: httpx.AsyncClient, make_user) -> No
 
 async def test_client_chosen_ids_are_kept_and_reuse_is_a_conflict(
     client: httpx.AsyncClient, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     habit_id = str(uuid.uuid4())
     first = await client.post("/v1/habits", headers=user.headers, json={"id": habit_id, "name": "Read"})

@@ -39,7 +39,7 @@ async def _exports(resources: Resources, user_id: uuid.UUID) -> list[DataExport]
 
 async def test_a_second_request_while_one_is_in_flight_returns_it(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Regression: one user queued 700 exports."""
     user = await make_user()
     first = await client.post("/v1/me/exports", headers=user.headers)
@@ -94,7 +94,7 @@ async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(settings:
 
 async def test_a_finished_export_expires_answers_410_and_is_deleted_by_retention(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     clock = FrozenClock(T0)
     resources.clock = clock
     user = await make_user()
@@ -126,7 +126,7 @@ async def test_a_finished_export_expires_answers_410_and_is_deleted_by_retention
 
 async def test_retention_works_in_small_batches_and_leaves_live_exports(
     settings: Settings, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     resources = Resources.open(changed(settings, retention_batch=3), clock=FrozenClock(T0))
     try:
         users = [await make_user() for _ in range(8)]

@@ -148,7 +148,7 @@ async def test_every_bad_token_is_refused_with_401(resources: Resources, idp: Lo
 
 async def test_this_servers_own_token_with_an_absurd_expiry_is_a_401_not_a_500(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import jwt
 
     user = await make_user()
@@ -286,7 +286,7 @@ async def test_keys_are_discovered_or_configured(resources: Resources, idp: Loca
 
 async def test_a_provider_outage_keeps_known_keys_and_answers_503_until_keys_are_known(
     resources: Resources, idp: LocalProvider, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     key = idp.new_key("RS256")
     local_user = await make_user()
     idp.fail_status = 503

@@ -53,7 +53,7 @@ async def test_rolled_back_transaction_enqueues_nothing(resources: Resources, ma
 
 async def test_crash_between_commit_and_enqueue_is_repaired_by_the_relay(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     proc = subprocess.run(
         [sys.executable, "-m", "tests.support.crash_between_commit_and_enqueue", str(user.id)],

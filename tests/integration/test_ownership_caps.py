@@ -66,7 +66,7 @@ async def _owned(resources: Resources, model: Any, user_id: uuid.UUID) -> int:
 @pytest.mark.parametrize(("name", "setting", "request_for", "model"), CASES, ids=[c[0] for c in CASES])
 async def test_a_create_over_the_cap_is_409_limit_reached(
     settings: Settings, resources: Resources, make_user, name: str, setting: str, request_for: Any, model: Any
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Regression: one user created 1,000 habits, 300 devices, 500 reminders."""
     user, other = await make_user(), await make_user()
     async with open_api(settings, **UNLIMITED, **{setting: 3}) as http:
@@ -103,7 +103,7 @@ async def test_deleting_makes_room_again(settings: Settings, make_user) -> None:
 
 async def test_a_device_registering_again_at_the_cap_passes_and_disabled_ones_do_not_count(
     settings: Settings, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     ids = [uuid.uuid4() for _ in range(3)]
     async with open_api(settings, **UNLIMITED, max_devices_per_user=2) as http:
@@ -128,7 +128,7 @@ async def test_a_device_registering_again_at_the_cap_passes_and_disabled_ones_do
 @pytest.mark.parametrize(("name", "setting", "request_for", "model"), CASES, ids=[c[0] for c in CASES])
 async def test_concurrent_creates_at_the_cap_let_exactly_one_through(
     settings: Settings, resources: Resources, make_user, name: str, setting: str, request_for: Any, model: Any
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     async with open_api(settings, **UNLIMITED, **{setting: 5}) as http:
         for i in range(4):

@@ -45,7 +45,7 @@ def _remaining(answer: httpx.Response) -> int:
 
 async def test_writes_over_the_limit_get_429_with_retry_after_and_ratelimit_fields(
     api: ClientFactory, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     alice, bob = await make_user(), await make_user()
     async with api(rate_limit_write="3/60s") as http:
         answers = [
@@ -171,7 +171,7 @@ async def _silent_server() -> AsyncIterator[int]:
 @pytest.mark.parametrize("redis_state", ["refusing", "hanging"])
 async def test_a_redis_outage_lets_requests_through_and_logs_once(
     api: ClientFactory, make_user, caplog: pytest.LogCaptureFixture, redis_state: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     caplog.set_level(logging.WARNING, logger="habitjobs.api.ratelimit")
     async with contextlib.AsyncExitStack() as stack:
@@ -196,7 +196,7 @@ async def test_a_redis_outage_lets_requests_through_and_logs_once(
 
 async def test_limits_apply_again_once_redis_is_back(
     api: ClientFactory, make_user, redis_url: str, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     caplog.set_level(logging.WARNING, logger="habitjobs.api.ratelimit")
     target = urlsplit(redis_url)

@@ -95,7 +95,7 @@ async def test_nothing_wrong_nothing_done(res: Resources, make_user) -> None:  #
 
 async def test_a_lost_merge_job_is_enqueued_again_under_its_id_and_applies_once(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     user = await make_user()
     lost, kept = await upload(res, user.id), await upload(res, user.id)
@@ -117,7 +117,7 @@ async def test_a_lost_merge_job_is_enqueued_again_under_its_id_and_applies_once(
 
 async def test_each_run_looks_at_most_at_the_limit_and_the_next_one_continues(
     settings: Settings,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     resources = Resources.open(settings.model_copy(update={"reconcile_grace_s": 0, "reconcile_limit": 2}))
     try:
@@ -136,7 +136,7 @@ async def test_each_run_looks_at_most_at_the_limit_and_the_next_one_continues(
 
 async def test_lost_push_jobs_come_back_with_their_original_id_and_send_once(
     res: Resources, fakes: RunningFakes, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     tokens = [token("ok") for _ in range(3)]
     for device_token in tokens:
@@ -172,7 +172,7 @@ async def test_a_lost_export_job_is_enqueued_again(res: Resources, make_user) ->
 
 async def test_a_failure_whose_hook_never_ran_is_settled_by_the_reconciliation(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     """The worker that failed the job died before telling the domain (here: its registry had no hook)."""
     user = await make_user()
@@ -199,7 +199,7 @@ async def test_a_failure_whose_hook_never_ran_is_settled_by_the_reconciliation(
 
 async def test_the_stalled_limit_fails_the_batch_with_a_reason_and_a_retry_applies_it(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     """bullmq marks a job that stalled too often (the ``defa`` field its stalled check sets) and the next
     worker to take it fails it without running it; that failure reaches the batch like any other."""
@@ -223,7 +223,7 @@ async def test_the_stalled_limit_fails_the_batch_with_a_reason_and_a_retry_appli
 
 async def test_an_operator_removing_a_job_fails_its_rows_and_it_is_not_brought_back(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     user = await make_user()
     batch_id = await upload(res, user.id)
@@ -243,7 +243,7 @@ async def test_an_operator_removing_a_job_fails_its_rows_and_it_is_not_brought_b
 
 async def test_a_push_job_that_fails_for_good_fails_its_deliveries_and_a_retry_sends_them(
     res: Resources, fakes: RunningFakes, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     device_token = token("ok")
     await add_device(res, user.id, device_token)
@@ -264,7 +264,7 @@ async def test_a_push_job_that_fails_for_good_fails_its_deliveries_and_a_retry_s
 
 async def test_an_export_job_that_fails_for_good_fails_the_export_with_its_reason(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     user = await make_user()
     async with res.db.transaction() as session:
@@ -310,7 +310,7 @@ async def test_a_worker_registers_schedules_again_when_redis_lost_them(settings:
 
 async def test_an_invalid_payload_fails_the_batch_its_job_id_names(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     """Another producer (NestJS) adds the merge job with a payload that does not validate: the job fails at
     once, and its batch — named by the job id — says why."""
@@ -329,7 +329,7 @@ async def test_an_invalid_payload_fails_the_batch_its_job_id_names(
 
 async def test_the_cli_shows_what_the_reconciliation_did(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     user = await make_user()
     await lose(res, SYNC, sync_service.apply_job_id(await upload(res, user.id)))

@@ -166,7 +166,7 @@ async def test_an_outage_of_days_does_not_replay_every_missed_day(resources: Res
 async def test_nothing_sent_when_already_done_and_routine_finished(
     resources: Resources,
     client,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     resources.clock = FrozenClock(datetime(2026, 5, 4, 5, 0, tzinfo=UTC))
     user = await make_user()

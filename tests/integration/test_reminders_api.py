@@ -12,7 +12,7 @@ from habitjobs.resources import Resources
 async def test_create_computes_next_fire_in_the_users_zone(
     client: httpx.AsyncClient,
     resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user,
 ) -> None:
     resources.clock = FrozenClock(datetime(2026, 3, 7, 12, 0, tzinfo=UTC))
     user = await make_user()
@@ -42,7 +42,7 @@ async def test_create_computes_next_fire_in_the_users_zone(
 
 async def test_own_zone_disable_and_delete(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     resources.clock = FrozenClock(datetime(2026, 6, 1, 0, 0, tzinfo=UTC))
     user = await make_user()
     streak = await client.post(

@@ -96,7 +96,7 @@ async def _upload(resources: Resources, user_id: uuid.UUID, phone: Device) -> No
 
 async def test_a_skip_and_a_late_upload_filling_the_gap_restore_the_streak(
     undelayed: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     resources = undelayed
     user = await make_user()  # UTC
     resources.clock = FrozenClock(utc(2026, 3, 7, 9, 0))  # Saturday the 7th: open

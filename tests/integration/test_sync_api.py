@@ -36,7 +36,7 @@ def _new_habit(device: Device, name: str = "Stretch", at: float = 0) -> uuid.UUI
 
 async def test_push_is_accepted_then_merged_and_pulled(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = _new_habit(phone)
@@ -87,7 +87,7 @@ async def test_push_is_accepted_then_merged_and_pulled(
 
 async def test_same_batch_again_answers_200_with_its_status_and_no_second_job(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     _new_habit(phone)
@@ -112,7 +112,7 @@ async def test_same_batch_again_answers_200_with_its_status_and_no_second_job(
 
 async def test_identical_pushes_racing_make_one_batch_and_one_job(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     _new_habit(phone)
@@ -208,7 +208,7 @@ def _mutation(**overrides: object) -> dict[str, object]:
 )
 async def test_malformed_envelopes_are_422_naming_the_field(
     client: httpx.AsyncClient, make_user, upload: dict[str, object], field: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     answer = await _push(client, user, upload)
     assert answer.status_code == 422, answer.text
@@ -243,7 +243,7 @@ async def test_sync_routes_need_a_token(client: httpx.AsyncClient) -> None:
 
 async def test_nobody_reads_or_reuses_another_users_batches_or_rows(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     alice, mallory = await make_user(), await make_user()
     phone = Device()
     habit_id = _new_habit(phone, name="Alice's secret habit")
@@ -288,7 +288,7 @@ async def test_nobody_reads_or_reuses_another_users_batches_or_rows(
 
 async def test_a_token_outliving_its_user_cannot_push_or_read(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     async with resources.db.transaction() as session:
         await session.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
@@ -325,7 +325,7 @@ async def test_a_remembered_token_still_expires(resources: Resources, make_user)
 
 async def test_pull_pages_through_changes_with_a_cursor(
     client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = _new_habit(phone)

@@ -27,7 +27,7 @@ def _upload(resources: Resources, user_id: uuid.UUID, batch_id: uuid.UUID | None
 
 async def test_concurrent_uploads_are_stored_together_and_each_gets_its_job(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     users = [await make_user() for _ in range(4)]
     intake = Intake(resources.db, resources.outbox)
     uploads = [_upload(resources, users[n % 4].id) for n in range(24)]

@@ -53,7 +53,7 @@ async def _habit(resources: Resources, user_id: uuid.UUID, phone: Device, **data
 
 async def test_newer_write_wins_older_is_ignored_and_ties_go_to_the_higher_writer(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     a, b = Device(client_id="a-phone"), Device(client_id="b-phone")
     habit_id = await _habit(resources, user.id, a)
@@ -161,7 +161,7 @@ async def test_api_edits_are_respected_by_offline_patches(client, resources: Res
 
 async def test_deleting_a_habit_tombstones_its_completions_and_refuses_new_ones(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     a, b = Device(), Device()
     habit_id = await _habit(resources, user.id, a)
@@ -184,7 +184,7 @@ async def test_deleting_a_habit_tombstones_its_completions_and_refuses_new_ones(
 
 async def test_content_problems_reject_one_mutation_and_the_rest_applies(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -359,7 +359,7 @@ async def test_replayed_and_overlapping_batches_apply_nothing_twice(resources: R
 
 async def test_an_upload_merges_the_earlier_one_it_needs_and_a_real_gap_fails(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = uuid.uuid4()
@@ -512,7 +512,7 @@ async def test_merges_leave_dirty_marks(resources: Resources, make_user) -> None
 
 async def test_the_recompute_hook_is_debounced_and_waits_without_its_job_type(
     settings: Settings, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = uuid.uuid4()
@@ -555,7 +555,7 @@ async def test_the_recompute_hook_is_debounced_and_waits_without_its_job_type(
 
 async def test_purge_moves_the_horizon_and_old_cursors_must_reset(
     client, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -583,7 +583,7 @@ async def test_purge_moves_the_horizon_and_old_cursors_must_reset(
 
 async def test_a_batch_that_cannot_be_merged_is_marked_failed_when_its_job_fails(
     resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     phone = Device()
     phone.record("habit", "upsert", uuid.uuid4(), 0, {"name": "x"})

@@ -384,7 +384,7 @@ async def test_any_delivery_converges_to_last_writer_wins(
     cuts_a: list[int],
     cuts_b: list[int],
     data: st.DataObject,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     await _converges(resources, make_user, a, b, cuts_a, cuts_b, data)
 
 
@@ -403,7 +403,7 @@ toggles = st.lists(
 @given(a=toggles, b=toggles, cuts_a=st.lists(st.integers(1, 7), max_size=2), data=st.data())
 async def test_check_uncheck_toggles_converge(
     resources: Resources, make_user, a: list[Edit], b: list[Edit], cuts_a: list[int], data: st.DataObject
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     await _converges(resources, make_user, a, b, cuts_a, [], data)
 
 
@@ -444,7 +444,7 @@ async def _converges(
 @given(a=phone_history, cuts=st.lists(st.integers(1, 8), max_size=3), pick=st.integers(0, 10))
 async def test_replaying_any_batch_changes_nothing(
     resources: Resources, make_user, a: list[Edit], cuts: list[int], pick: int
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     world = World((await make_user()).id)
     uploads = [world.setup_upload(), *world.uploads("dev-a", a, cuts)]
     await deliver_in_order(resources, world.user_id, uploads)
@@ -485,7 +485,7 @@ async def _pull_all(
 @given(a=phone_history, b=phone_history, limit=st.integers(1, 4))
 async def test_pull_after_push_returns_exactly_the_changes(
     client, resources: Resources, make_user, a: list[Edit], b: list[Edit], limit: int
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     user = await make_user()
     world = World(user.id)
     await deliver_in_order(resources, user.id, [world.setup_upload(), *world.uploads("dev-a", a, [])])
