@@ -24,6 +24,7 @@ from habitjobs.queue.names import DEFAULT
 from habitjobs.queue.registry import FailedJob
 from habitjobs.resources import JobContext, Resources
 from tests.support.apps import changed
+from tests.support.users import MakeUser
 from tests.support.workers import drain
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -38,7 +39,7 @@ async def _exports(resources: Resources, user_id: uuid.UUID) -> list[DataExport]
 
 
 async def test_a_second_request_while_one_is_in_flight_returns_it(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     """Regression: one user queued 700 exports."""
     user = await make_user()
@@ -64,7 +65,9 @@ async def test_a_second_request_while_one_is_in_flight_returns_it(
     assert third.json()["job_id"] != first.json()["job_id"]
 
 
-async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(settings: Settings, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(
+    settings: Settings, make_user: MakeUser
+) -> None:
     """Regression: export documents reached 144 MB."""
     small = changed(settings, export_max_bytes=5_000)
     resources = Resources.open(small, application_name="habitjobs-test")
@@ -93,7 +96,7 @@ async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(settings:
 
 
 async def test_a_finished_export_expires_answers_410_and_is_deleted_by_retention(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     clock = FrozenClock(T0)
     resources.clock = clock
@@ -125,7 +128,7 @@ async def test_a_finished_export_expires_answers_410_and_is_deleted_by_retention
 
 
 async def test_retention_works_in_small_batches_and_leaves_live_exports(
-    settings: Settings, make_user
+    settings: Settings, make_user: MakeUser
 ) -> None:
     resources = Resources.open(changed(settings, retention_batch=3), clock=FrozenClock(T0))
     try:
@@ -164,7 +167,9 @@ async def _retention(resources: Resources) -> dict[str, int]:
     return await maintenance_jobs.run_retention(ctx, maintenance_jobs.Retention())
 
 
-async def test_an_export_whose_job_fails_for_good_ends_failed(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_an_export_whose_job_fails_for_good_ends_failed(
+    resources: Resources, make_user: MakeUser
+) -> None:
     """A job that ends failed leaves the export saying so, and the user free to ask again."""
     user = await make_user()
     async with resources.db.transaction() as session:

@@ -19,6 +19,7 @@ from habitjobs.queue.models import OutboxRow
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
 from tests.support.sync import Device, body, ts
+from tests.support.users import MakeUser
 from tests.support.workers import drain
 
 DAY = date(2026, 3, 2)
@@ -35,7 +36,7 @@ def _new_habit(device: Device, name: str = "Stretch", at: float = 0) -> uuid.UUI
 
 
 async def test_push_is_accepted_then_merged_and_pulled(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     user = await make_user()
     phone = Device()
@@ -86,7 +87,7 @@ async def test_push_is_accepted_then_merged_and_pulled(
 
 
 async def test_same_batch_again_answers_200_with_its_status_and_no_second_job(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     user = await make_user()
     phone = Device()
@@ -111,7 +112,7 @@ async def test_same_batch_again_answers_200_with_its_status_and_no_second_job(
 
 
 async def test_identical_pushes_racing_make_one_batch_and_one_job(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     user = await make_user()
     phone = Device()
@@ -143,7 +144,7 @@ async def small_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         await res.aclose()
 
 
-async def test_uploads_over_the_limits_are_413(small_client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_uploads_over_the_limits_are_413(small_client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     phone = Device()
     for n in range(4):
@@ -162,7 +163,9 @@ async def test_uploads_over_the_limits_are_413(small_client: httpx.AsyncClient, 
     assert "bytes" in too_big.json()["error"]["message"]
 
 
-async def test_unsupported_schema_version_is_409_reset_required(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_unsupported_schema_version_is_409_reset_required(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     _new_habit(phone)
@@ -207,7 +210,7 @@ def _mutation(**overrides: object) -> dict[str, object]:
     ],
 )
 async def test_malformed_envelopes_are_422_naming_the_field(
-    client: httpx.AsyncClient, make_user, upload: dict[str, object], field: str
+    client: httpx.AsyncClient, make_user: MakeUser, upload: dict[str, object], field: str
 ) -> None:
     user = await make_user()
     answer = await _push(client, user, upload)
@@ -215,7 +218,9 @@ async def test_malformed_envelopes_are_422_naming_the_field(
     assert answer.json()["error"]["field"] == field
 
 
-async def test_unpaired_surrogates_and_broken_json_are_422(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_unpaired_surrogates_and_broken_json_are_422(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     raw = (
         f'{{"client_id":"c1","batch_id":"{uuid.uuid4()}","schema_version":1,"mutations":[{{"mutation_id":1,"entity":"habit",'
@@ -242,7 +247,7 @@ async def test_sync_routes_need_a_token(client: httpx.AsyncClient) -> None:
 
 
 async def test_nobody_reads_or_reuses_another_users_batches_or_rows(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     alice, mallory = await make_user(), await make_user()
     phone = Device()
@@ -287,7 +292,7 @@ async def test_nobody_reads_or_reuses_another_users_batches_or_rows(
 
 
 async def test_a_token_outliving_its_user_cannot_push_or_read(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     user = await make_user()
     async with resources.db.transaction() as session:
@@ -302,7 +307,7 @@ async def test_a_token_outliving_its_user_cannot_push_or_read(
         assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
 
 
-async def test_a_remembered_token_still_expires(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_remembered_token_still_expires(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     now = datetime.now(UTC)
     clock = FrozenClock(now)
@@ -324,7 +329,7 @@ async def test_a_remembered_token_still_expires(resources: Resources, make_user)
 
 
 async def test_pull_pages_through_changes_with_a_cursor(
-    client: httpx.AsyncClient, resources: Resources, make_user
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
 ) -> None:
     user = await make_user()
     phone = Device()
@@ -364,7 +369,7 @@ async def test_pull_pages_through_changes_with_a_cursor(
     assert len(fresh["changes"]["habit_completions"]["upserted"]) == 6
 
 
-async def test_bad_cursors(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_cursors(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     for bad in ["x", "1.2", "-1", "3.x.y", f"1.{2**31 - 1}.{uuid.uuid4()}"]:
         answer = await client.get("/v1/sync/pull", headers=user.headers, params={"cursor": bad})
@@ -380,7 +385,9 @@ async def test_bad_cursors(client: httpx.AsyncClient, make_user) -> None:  # typ
         assert answer.json()["error"]["field"] == "limit"
 
 
-async def test_batch_status_of_an_unknown_batch_is_404(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_batch_status_of_an_unknown_batch_is_404(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     assert (await client.get(f"/v1/sync/batches/{uuid.uuid4()}", headers=user.headers)).status_code == 404
     assert (await client.get("/v1/sync/batches/not-a-uuid", headers=user.headers)).status_code == 422

@@ -26,17 +26,22 @@ class StubConnection:
 
 
 def pool_with(*conns: StubConnection) -> Http2Pool:
+    """A pool whose connections are these stubs (compared by identity: the pool hands out what it holds)."""
     pool = Http2Pool("push.invalid", 443, ssl.create_default_context(), connections=len(conns))
     pool._conns = list(conns)  # type: ignore[arg-type]
     return pool
 
 
+def same(got: object, expected: object) -> bool:
+    return got is expected
+
+
 async def test_a_free_stream_is_reserved_at_once() -> None:
     conn = StubConnection(limit=2)
     pool = pool_with(conn)
-    assert pool._pick() is conn
-    assert pool._pick() is conn
-    assert pool._pick() is None  # both slots reserved; the pool would open no more than its size
+    assert same(pool._pick(), conn)
+    assert same(pool._pick(), conn)
+    assert same(pool._pick(), None)  # both slots reserved; the pool would open no more than its size
     assert conn.reserved == 2
 
 
@@ -49,11 +54,11 @@ async def test_waiters_are_served_in_order_as_streams_free_up() -> None:
     await asyncio.sleep(0)
     conn.used = 0
     pool.wake()
-    assert await first is conn
+    assert same(await first, conn)
     assert not second.done()
     conn.reserved = 0  # first's request finished
     pool.wake()
-    assert await second is conn
+    assert same(await second, conn)
 
 
 async def test_a_woken_waiter_cancelled_before_it_runs_passes_its_slot_on() -> None:
@@ -68,7 +73,7 @@ async def test_a_woken_waiter_cancelled_before_it_runs_passes_its_slot_on() -> N
     doomed.cancel()  # …which is cancelled before it can take the slot
     with pytest.raises(asyncio.CancelledError):
         await doomed
-    assert await asyncio.wait_for(patient, 1) is conn
+    assert same(await asyncio.wait_for(patient, 1), conn)
     assert pool._woken == 0
 
 
@@ -80,4 +85,4 @@ async def test_waiting_past_the_deadline_is_unavailable_and_leaks_nothing() -> N
     conn.used = 0
     pool.wake()  # nobody is waiting any more: the free slot stays free
     assert (conn.reserved, pool._woken) == (0, 0)
-    assert pool._pick() is conn
+    assert same(pool._pick(), conn)

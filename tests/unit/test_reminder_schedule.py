@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from habitjobs.habits.models import ALL_DAYS_MASK as ALL_DAYS
 from habitjobs.reminders.schedule import local_instant, next_fire_at, spread_offset_s
+from habitjobs.weekdays import ALL_DAYS_MASK as ALL_DAYS
 from habitjobs.weekdays import on_weekday
 
 NY = ZoneInfo("America/New_York")
@@ -20,8 +20,8 @@ KOLKATA = ZoneInfo("Asia/Kolkata")
 KATHMANDU = ZoneInfo("Asia/Kathmandu")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def fires(start: datetime, at: time, zone: ZoneInfo, count: int, mask: int = ALL_DAYS) -> list[datetime]:
