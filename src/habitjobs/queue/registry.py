@@ -162,6 +162,9 @@ class Registry:
     def find(self, name: str) -> JobSpec[Any] | None:
         return self._specs.get(name)
 
+    def for_queue(self, queue: str) -> list[JobSpec[Any]]:
+        return [s for s in self._specs.values() if s.queue == queue]
+
     @property
     def queues(self) -> list[str]:
         """Queues that have at least one job type, in the order of :data:`QUEUES`."""
