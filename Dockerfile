@@ -1,16 +1,16 @@
 # The one image of habitjobs: `habitjobs api`, `habitjobs worker` and `habitjobs db upgrade` (see
-# docker-compose.yml). Dependencies are installed at the exact versions of constraints.txt.
+# docker-compose.yml). Dependencies are installed from requirements/base.lock (exact versions, hash-checked).
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/habitjobs
 WORKDIR /build
-# Dependencies first: this layer is rebuilt only when the pins change, not at every code change. Only the
-# dependencies are installed here (read from pyproject.toml): building the package itself now would leave
-# build output behind that a later build could keep instead of the real source.
-COPY pyproject.toml constraints.txt README.md ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
- && /opt/habitjobs/bin/pip install -c constraints.txt -r /tmp/requirements.txt
+# Dependencies first, hash-checked: this layer is rebuilt only when the pins change, not at every code
+# change. Only the dependencies are installed here: building the package itself now would leave build
+# output behind that a later build could keep instead of the real source.
+COPY requirements/base.lock ./
+RUN /opt/habitjobs/bin/pip install --require-hashes --no-deps -r base.lock
+COPY pyproject.toml README.md ./
 COPY src ./src
 # A wheel built from a clean tree (no build/ or egg-info left by anything), then installed.
 RUN rm -rf build src/*.egg-info \

@@ -40,11 +40,10 @@ from habitjobs.analytics import jobs as analytics_jobs
 from habitjobs.analytics import repository as repo
 from habitjobs.analytics.days import HabitLife, closes_week, day_bounds, is_due, local_day, week_start_of
 from habitjobs.analytics.rules import DailyRow, FocusFacts, HabitFacts, daily_row, weekly_row
-from habitjobs.analytics.streaks import Schedule, compute
+from habitjobs.analytics.streaks import DueDays, compute
 from habitjobs.clock import FrozenClock
 from habitjobs.config import Settings
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 
 ZONE = "Europe/Berlin"
 DAY = date(2026, 3, 15)  # a Sunday
@@ -266,7 +265,7 @@ async def one_user(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> 
             ).all()
         )
         week_entries[h.id] = {d: s for d, s in history.items() if week <= d <= DAY}
-        streak = compute(Schedule(h.days_mask, h.created_local_date), history, today)
+        streak = compute(DueDays(h.days_mask, h.created_local_date), history, today)
         await session.execute(
             text(
                 "INSERT INTO habit_streaks VALUES (:u, :h, :c, :b, :last, :through, :v, :now) "

@@ -56,9 +56,9 @@ from habitjobs.config import Settings
 from habitjobs.queue.connection import bullmq_connection, create_redis
 from habitjobs.queue.names import DEFAULT
 from habitjobs.queue.producer import EnqueueRequest, Producer
-from habitjobs.queue.registry import JobContext, JobSpec, Registry
+from habitjobs.queue.registry import JobSpec, Registry
 from habitjobs.queue.runtime import WorkerRuntime
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_SCRIPT = ROOT / "bench" / "engine_node.mjs"

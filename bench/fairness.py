@@ -35,10 +35,10 @@ from pydantic import BaseModel, ConfigDict
 from bench._common import REDIS_URL, drop_prefix, machine, median, table
 from habitjobs.config import Settings
 from habitjobs.queue.names import DEFAULT
-from habitjobs.queue.registry import JobContext, JobSpec, Registry
+from habitjobs.queue.registry import JobSpec, Registry
 from habitjobs.queue.retry import RetryPolicy
 from habitjobs.queue.runtime import WorkerRuntime
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 
 
 class Work(BaseModel):

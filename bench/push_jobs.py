@@ -26,9 +26,9 @@ from habitjobs.push.repository import OutcomeRow
 from habitjobs.push.result import Outcome, SendResult, retry
 from habitjobs.push.service import message_for
 from habitjobs.queue.names import PUSH
-from habitjobs.queue.registry import JobContext, JobSpec
+from habitjobs.queue.registry import JobSpec
 from habitjobs.queue.retry import NO_RETRY
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 
 _STATUS = {"sent": "sent", "token_invalid": "token_invalid", "bad_request": "failed"}
 AIOAPNS_TIMEOUT_S = 10.0

@@ -48,9 +48,9 @@ from habitjobs.catalog import all_jobs
 from habitjobs.config import Settings
 from habitjobs.queue.names import SYNC
 from habitjobs.queue.producer import EnqueueRequest
-from habitjobs.queue.registry import JobContext, JobSpec, Registry
+from habitjobs.queue.registry import JobSpec, Registry
 from habitjobs.queue.runtime import WorkerRuntime
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync import merge_sql, service
 from habitjobs.sync import repository as sync_repo
 from habitjobs.sync.entities import completion_id

@@ -1,12 +1,13 @@
-# Sourced by the other scripts: make sure .venv exists and has exactly the locked dependencies.
+# Sourced by the other scripts: make sure .venv exists and has the locked dependencies.
 # Usage: ensure_venv <extras>   (extras: "dev" for tests, "devstack" for `habitjobs dev`; dev includes devstack)
 #
-# .venv/.habitjobs-installed records the hash of pyproject.toml + constraints.txt and the extras installed
-# with it. When it does not cover the request, scripts/_venv_check.py looks at what is installed, and pip
-# runs only if something is missing or differs from the pins.
+# The dependencies come from requirements/<extras>.lock (made by scripts/lock: every package pinned, with
+# its hashes), installed by pip in hash-checking mode; then the project itself, editable, without
+# dependencies. .venv/.habitjobs-installed records the hash of pyproject.toml and the lock files and the
+# extras installed with it, so an unchanged environment is not handed to pip again.
 
 _venv_lock_hash() {
-  cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1
+  cat pyproject.toml requirements/*.lock | sha256sum | cut -d' ' -f1
 }
 
 # _venv_covers <stamp> <hash> <extra>: the stamp names this hash and an extra that includes <extra>.
@@ -52,10 +53,10 @@ ensure_venv() {
   # Extras already recorded for this hash stay recorded; a new hash starts over.
   local recorded=""
   case "$stamp" in "$hash "*) recorded="${stamp#* }" ;; esac
-  if ! .venv/bin/python scripts/_venv_check.py "$extras"; then
-    echo "installing habitjobs[$extras] with the locked versions (constraints.txt)"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$extras]"
-  fi
+  echo "installing habitjobs[$extras] with the locked versions (requirements/$extras.lock)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r "requirements/$extras.lock"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   echo "$hash $recorded $extras" | tr -s ' ' > "$stamp_file"
 }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from habitjobs.db.all_models import Base
 from habitjobs.resources import Resources
 from tests.support import stores
 from tests.support.contract import CHECKED
+from tests.support.users import ApiUser, MakeUser
 
 
 @pytest.fixture(scope="session")
@@ -96,19 +96,8 @@ async def client(settings: Settings, resources: Resources) -> AsyncIterator[http
         yield http
 
 
-@dataclass(frozen=True)
-class ApiUser:
-    id: uuid.UUID
-    email: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 @pytest.fixture
-def make_user(resources: Resources):  # type: ignore[no-untyped-def]
+def make_user(resources: Resources) -> MakeUser:
     async def make(email: str | None = None, *, admin: bool = False) -> ApiUser:
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
         async with resources.db.transaction() as session:

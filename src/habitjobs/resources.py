@@ -13,7 +13,7 @@ from habitjobs.config import Settings, StoreLimits
 from habitjobs.db.engine import Database
 from habitjobs.queue.outbox import Outbox
 from habitjobs.queue.producer import Producer
-from habitjobs.queue.registry import Registry
+from habitjobs.queue.registry import HandlerContext, Registry
 
 if TYPE_CHECKING:
     from habitjobs.push.gateway import PushGateway
@@ -98,3 +98,7 @@ class Resources:
         if self.analytics_db is not self.db:
             await self.analytics_db.dispose()
         await self.db.dispose()
+
+
+# What this application's job handlers get: the queue layer's context, holding these Resources.
+JobContext = HandlerContext[Resources]

@@ -25,6 +25,7 @@ from tests.support.erasure import (
     tables_mentioning,
     take_census,
 )
+from tests.support.users import MakeUser
 from tests.support.workers import WorkerProcess
 
 EXTRA_ROWS = 20_000
@@ -54,7 +55,7 @@ async def test_a_worker_killed_mid_deletion_leaves_nothing_of_the_user(
     settings: Settings,
     resources: Resources,
     client: httpx.AsyncClient,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
     redis_url: str,
     tmp_path: Path,
 ) -> None:

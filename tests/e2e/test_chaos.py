@@ -19,6 +19,7 @@ from tests.support import testjobs
 from tests.support.private_redis import PrivateRedis
 from tests.support.stores import with_database
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.users import MakeUser
 from tests.support.workers import WorkerProcess
 from tests.support.zygote import ForkedWorker, WorkerZygote
 
@@ -169,7 +170,7 @@ async def test_redis_restarted_while_jobs_wait_and_while_they_run(settings: Sett
 async def test_postgres_unreachable_for_a_while_jobs_retry_and_complete(
     job_resources: Resources,
     tmp_path: Path,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     db_url = urlsplit(job_resources.settings.database_url or "")
     db_name = db_url.path.lstrip("/")
@@ -264,7 +265,7 @@ async def test_blocking_handler_is_reported_and_not_run_twice(
 async def test_process_killed_between_commit_and_enqueue_the_scheduled_relay_enqueues(
     resources: Resources,
     tmp_path: Path,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     import subprocess
     import sys

@@ -20,9 +20,9 @@ from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 from habitjobs.config import Settings
 from habitjobs.queue.names import ANALYTICS, DEFAULT
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.fakes.push import eventually
 from tests.support.net import free_port, wait_http_ok
+from tests.support.users import ApiUser
 from tests.support.workers import ApiProcess, WorkerProcess, process_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

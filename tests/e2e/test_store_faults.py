@@ -42,6 +42,7 @@ from tests.support.private_redis import PrivateRedis
 from tests.support.stores import with_database
 from tests.support.sync import Device, accept, push_and_apply
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.users import MakeUser
 from tests.support.workers import ApiProcess, WorkerProcess, process_env
 
 pytestmark = pytest.mark.slow
@@ -87,7 +88,7 @@ def assert_quiet(log: str, *, episodes: int) -> None:
 async def test_redis_rolled_back_to_an_older_copy_every_accepted_upload_and_delivery_completes_once(
     settings: Settings,
     fakes: RunningFakes,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "redis"
@@ -188,7 +189,7 @@ async def test_redis_rolled_back_to_an_older_copy_every_accepted_upload_and_deli
 @pytest.mark.timeout(90)
 async def test_postgres_black_holed_the_api_answers_503_in_time_then_recovers(
     settings: Settings,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
     tmp_path: Path,
 ) -> None:
     db_url = urlsplit(settings.database_url or "")
@@ -239,7 +240,7 @@ async def test_postgres_black_holed_the_api_answers_503_in_time_then_recovers(
 @pytest.mark.timeout(90)
 async def test_redis_paused_the_api_answers_in_time_then_recovers(
     settings: Settings,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
     tmp_path: Path,
 ) -> None:
     server = PrivateRedis(tmp_path / "redis", "--maxmemory-policy", "noeviction")
@@ -296,7 +297,7 @@ async def test_redis_paused_the_api_answers_in_time_then_recovers(
 @pytest.mark.timeout(120)
 async def test_the_stalled_limit_fails_the_batch_with_a_reason_and_jobs_retry_applies_it(
     settings: Settings,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
     tmp_path: Path,
 ) -> None:
     """A merge that cannot finish (its user's rows are locked) is taken over after each worker dies; after

@@ -17,6 +17,7 @@ from habitjobs.habits.models import HabitCompletion
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch, SyncClient, UserSyncState
 from tests.support.sync import Device, accept, push_and_apply
+from tests.support.users import MakeUser
 from tests.support.workers import WorkerProcess
 
 N_MUTATIONS = 1200
@@ -43,8 +44,8 @@ async def _status(resources: Resources, batch_id: uuid.UUID) -> SyncBatch:
 
 @pytest.mark.slow
 async def test_a_worker_killed_mid_batch_leaves_every_mutation_applied_exactly_once(
-    settings: Settings, make_user, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings, make_user: MakeUser, tmp_path: Path
+) -> None:
     tuned = settings.model_copy(update={"sync_max_mutations": N_MUTATIONS, "sync_chunk_mutations": CHUNK})
     resources = Resources.open(tuned, application_name="habitjobs-test")
     workers: list[WorkerProcess] = []

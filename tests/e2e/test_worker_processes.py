@@ -120,7 +120,11 @@ async def test_second_sigterm_abandons_the_job_to_recovery(job_resources: Resour
 
         await wait_for(started, timeout_s=10, what="job start")
         worker.signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+
+        async def stopping() -> bool:  # the first signal was taken: the second one then abandons
+            return "stop requested" in worker.output()
+
+        await wait_for(stopping, timeout_s=10, what="the first SIGTERM taken")
         worker.signal(signal.SIGTERM)
         assert await worker.wait_exit(timeout_s=20) == 0, worker.output()
         # Not completed, not failed: still active until its lock expires, then another worker gets it.

@@ -20,9 +20,8 @@ from habitjobs.push import repository as push_repo
 from habitjobs.push import service as push_service
 from habitjobs.push.schemas import Notification
 from habitjobs.queue.operations import JobOperations
-from habitjobs.queue.registry import JobContext
 from habitjobs.queue.runtime import WorkerRuntime
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from tests.support.erasure import (
     Census,
     Schema,
@@ -35,6 +34,7 @@ from tests.support.erasure import (
     take_census,
 )
 from tests.support.sync import Device as Phone
+from tests.support.users import MakeUser
 from tests.support.workers import drain
 
 # A table this test adds: it has no user_id column and reaches the user only through a device.
@@ -71,8 +71,8 @@ def _assert_holds_everywhere(schema: Schema, census: Census, user_id: uuid.UUID)
 
 
 async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
-    client: httpx.AsyncClient, resources: Resources, make_user, device_notes: None, redis_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser, device_notes: None, redis_url: str
+) -> None:
     leaving, staying = await make_user(), await make_user()
     leaving_device, staying_device = await seed_users(
         resources,
@@ -137,8 +137,8 @@ async def test_a_deleted_account_leaves_nothing_and_touches_nobody_else(
 
 
 async def test_a_deletion_asked_twice_is_one_deletion(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     answers = await asyncio.gather(*(client.delete("/v1/me", headers=user.headers) for _ in range(5)))
     assert {a.status_code for a in answers} == {202}
@@ -157,8 +157,8 @@ async def test_a_deletion_asked_twice_is_one_deletion(
     ctx = JobContext(row.job_id, spec.name, spec.queue, 1, spec.policy.attempts, resources)
     assert (await spec.handler(ctx, spec.parse({"deletion_id": str(row.id)})))["status"] == "done"
     async with resources.db.transaction() as session:
-        [again] = (await session.scalars(select(AccountDeletion))).all()
-    assert (again.status, again.rows_deleted, again.finished_at) == (
+        [settled] = (await session.scalars(select(AccountDeletion))).all()
+    assert (settled.status, settled.rows_deleted, settled.finished_at) == (
         "done",
         row.rows_deleted,
         row.finished_at,
@@ -166,8 +166,8 @@ async def test_a_deletion_asked_twice_is_one_deletion(
 
 
 async def test_the_grace_period_can_be_cancelled_and_the_account_works_again(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     resources.settings = resources.settings.model_copy(update={"account_deletion_grace_s": 3600})
     user = await make_user()
     device_id = uuid.uuid4()

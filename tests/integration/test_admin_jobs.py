@@ -6,11 +6,15 @@ import subprocess
 import sys
 
 import httpx
+import pytest
+from fastapi.routing import APIRoute
 
+from habitjobs.admin.routes import router as admin_router
 from habitjobs.queue.inspect import get_job
 from habitjobs.queue.names import ANALYTICS, DEFAULT
 from habitjobs.queue.runtime import WorkerRuntime
 from habitjobs.resources import Resources
+from tests.support.users import MakeUser
 from tests.support.workers import drain, process_env
 
 TEST_JOBS = {"HABITJOBS_EXTRA_JOB_MODULES": "tests.support.testjobs"}
@@ -40,7 +44,7 @@ def cli(resources: Resources, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_admin_api_needs_an_administrator(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_admin_api_needs_an_administrator(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     assert (await client.get("/admin/queues")).status_code == 401
     forbidden = await client.get("/admin/queues", headers=user.headers)
@@ -51,10 +55,42 @@ async def test_admin_api_needs_an_administrator(client: httpx.AsyncClient, make_
     ).status_code == 403
 
 
+ADMIN_ROUTES = sorted(
+    (method, route.path)
+    for route in admin_router.routes
+    if isinstance(route, APIRoute)
+    for method in route.methods or ()
+)
+
+
+def test_every_operator_route_is_among_those_checked_below() -> None:
+    # The parametrized test below takes its routes from the router itself, so a new route is checked too.
+    assert len(ADMIN_ROUTES) >= 10
+    assert ("GET", "/admin/queues") in ADMIN_ROUTES
+    assert ("POST", "/admin/queues/{queue}/pause") in ADMIN_ROUTES
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES, ids=[f"{m} {p}" for m, p in ADMIN_ROUTES])
+async def test_every_admin_route_refuses_a_user_who_is_not_an_administrator(
+    client: httpx.AsyncClient, job_resources: Resources, make_user: MakeUser, method: str, path: str
+) -> None:
+    job_id = await failed_job(job_resources, "guarded", "guarded-1")
+    user = await make_user()
+    url = path.format(queue=DEFAULT, job_id=job_id)
+    answer = await client.request(method, url, headers=user.headers)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"]["code"] == "forbidden"
+    # Nothing happened: the failed job is still there, failed, and the queue is not paused.
+    view = await get_job(job_resources.producer, DEFAULT, job_id)
+    assert view is not None
+    assert view.state == "failed"
+    assert not await job_resources.producer.queue(DEFAULT).isPaused()
+
+
 async def test_inspect_and_retry_a_failed_job_through_the_api(
     client: httpx.AsyncClient,
     job_resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     admin = await make_user(admin=True)
     job_id = await failed_job(job_resources, "api-retry", "api-retry-1")
@@ -105,7 +141,7 @@ async def test_inspect_and_retry_a_failed_job_through_the_api(
 async def test_retry_failed_retries_exactly_the_failed_jobs_of_that_queue(
     client: httpx.AsyncClient,
     job_resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     admin = await make_user(admin=True)
     for i in range(3):
@@ -131,7 +167,9 @@ async def test_retry_failed_retries_exactly_the_failed_jobs_of_that_queue(
     assert counts == {"failed": 0, "completed": 4}
 
 
-async def test_retry_failed_by_name(job_resources: Resources, client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_failed_by_name(
+    job_resources: Resources, client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     admin = await make_user(admin=True)
     await job_resources.producer.enqueue("test.effect", {"key": "n1", "fail_times": 3}, job_id="n-1")
     await job_resources.producer.enqueue("test.exact", {"key": "n2", "fail_times": 3}, job_id="n-2")
@@ -144,7 +182,9 @@ async def test_retry_failed_by_name(job_resources: Resources, client: httpx.Asyn
     assert (await get_job(job_resources.producer, DEFAULT, "n-2")).state == "waiting"  # type: ignore[union-attr]
 
 
-async def test_promote_and_remove(job_resources: Resources, client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_promote_and_remove(
+    job_resources: Resources, client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     admin = await make_user(admin=True)
     await job_resources.producer.enqueue(
         "test.effect", {"key": "later"}, job_id="later-1", delay_ms=3_600_000
@@ -165,7 +205,9 @@ async def test_promote_and_remove(job_resources: Resources, client: httpx.AsyncC
     ).status_code == 404
 
 
-async def test_pause_and_resume(job_resources: Resources, client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_pause_and_resume(
+    job_resources: Resources, client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     admin = await make_user(admin=True)
     assert (await client.post(f"/admin/queues/{DEFAULT}/pause", headers=admin.headers)).status_code == 204
     await job_resources.producer.enqueue("test.effect", {"key": "paused"}, job_id="p-1")
@@ -176,7 +218,12 @@ async def test_pause_and_resume(job_resources: Resources, client: httpx.AsyncCli
     runtime = WorkerRuntime(job_resources, queues=[DEFAULT])
     await runtime.start()
     try:
-        await asyncio.sleep(0.5)
+
+        async def looked_and_found_nothing() -> None:  # bullmq's worker marks itself drained then
+            while not runtime.workers[DEFAULT].drained:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(looked_and_found_nothing(), 10)
         assert (await get_job(job_resources.producer, DEFAULT, "p-1")).state in ("waiting", "paused")  # type: ignore[union-attr]
     finally:
         await runtime.stop(grace_s=5)
@@ -219,3 +266,29 @@ async def test_cli_retry_failed(job_resources: Resources) -> None:
     answer = cli(job_resources, "retry-failed", DEFAULT, "--json")
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout) == {"queue": DEFAULT, "retried": 1}
+
+
+async def test_cli_tables_keep_ids_whole_when_piped_and_name_each_column_once(
+    job_resources: Resources,
+) -> None:
+    long_id = "a-job-id-that-is-much-longer-than-a-narrow-terminal-" + "x" * 40
+    await failed_job(job_resources, "piped", long_id)
+    env = process_env(job_resources.settings, COLUMNS="40", **TEST_JOBS)  # a narrow terminal's width
+
+    def piped(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "habitjobs", "jobs", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert long_id in piped("list", DEFAULT)
+    header = next(line for line in piped("counts").splitlines() if "queue" in line and "waiting" in line)
+    columns = [c.strip() for c in header.replace("┃", "|").replace("│", "|").split("|") if c.strip()]
+    assert len(columns) == len(set(columns)), columns
+    assert "queue paused" in columns

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from habitjobs.clock import FrozenClock
 from habitjobs.resources import Resources
 from tests.support.analytics_data import LONG_AGO, add_entry, add_focus, add_habit, run_rollup
+from tests.support.users import MakeUser
 
 
 async def _two_weeks(resources: Resources, user_id: uuid.UUID) -> uuid.UUID:
@@ -35,8 +36,8 @@ async def _two_weeks(resources: Resources, user_id: uuid.UUID) -> uuid.UUID:
 
 
 async def test_daily_weekly_and_streak_from_the_precomputed_tables(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     habit = await _two_weeks(resources, user.id)
 
@@ -91,8 +92,8 @@ async def test_daily_weekly_and_streak_from_the_precomputed_tables(
     ],
 )
 async def test_bad_ranges_are_422_naming_the_parameter(
-    client: httpx.AsyncClient, make_user, query: str, field: str
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, make_user: MakeUser, query: str, field: str
+) -> None:
     user = await make_user()
     for path in ("/v1/stats/daily", "/v1/stats/weekly"):
         got = await client.get(f"{path}?{query}", headers=user.headers)
@@ -100,7 +101,9 @@ async def test_bad_ranges_are_422_naming_the_parameter(
         assert got.json()["error"]["field"] == field
 
 
-async def test_a_year_of_weeks_is_allowed_but_not_more(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_year_of_weeks_is_allowed_but_not_more(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     # 53 weeks of weekly rows (371 days) and 366 days of daily rows, each counted inclusively.
     for path, last_ok in (("weekly", "2026-03-08"), ("daily", "2026-03-03")):
@@ -113,8 +116,8 @@ async def test_a_year_of_weeks_is_allowed_but_not_more(client: httpx.AsyncClient
 
 
 async def test_each_user_sees_only_their_own(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     alice, mallory = await make_user(), await make_user()
     habit = await _two_weeks(resources, alice.id)
     mine = await client.get("/v1/stats/daily?from=2026-03-01&to=2026-03-31", headers=mallory.headers)
@@ -128,8 +131,8 @@ async def test_each_user_sees_only_their_own(
 
 
 async def test_a_habit_not_computed_yet_has_no_streak_and_a_deleted_one_is_gone(
-    client: httpx.AsyncClient, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     habit = (await client.post("/v1/habits", headers=user.headers, json={"name": "Read"})).json()["id"]
     got = (await client.get(f"/v1/habits/{habit}/streak", headers=user.headers)).json()

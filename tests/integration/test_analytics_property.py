@@ -18,7 +18,7 @@ from habitjobs.analytics.days import HabitLife, day_bounds, day_start, is_due, l
 from habitjobs.analytics.models import DailyStats, HabitStreak, WeeklyStats
 from habitjobs.analytics.repository import Target
 from habitjobs.analytics.rules import DailyRow, FocusFacts, HabitFacts, daily_row, weekly_row
-from habitjobs.analytics.streaks import Schedule, Streak, compute
+from habitjobs.analytics.streaks import DueDays, Streak, compute
 from habitjobs.habits.models import HabitCompletion
 from habitjobs.resources import Resources
 from tests.support.analytics_data import add_entry, add_focus, add_habit, add_routine, add_user
@@ -193,9 +193,9 @@ def _as_row(r: DailyStats) -> DailyRow:
     )
 
 
-def _schedule(b: Built, facts: HabitFacts) -> Schedule:
+def _schedule(b: Built, facts: HabitFacts) -> DueDays:
     life, zone, shift = facts.life, b.spec.zone, b.spec.day_start
-    return Schedule(
+    return DueDays(
         life.days_mask,
         life.created_local_date or local_day(life.created_at, zone, shift),
         None if life.archived_at is None else local_day(life.archived_at, zone, shift),

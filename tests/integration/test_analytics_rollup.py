@@ -32,8 +32,8 @@ from tests.support.analytics_data import (
 NY = "America/New_York"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 async def _due_pairs(resources: Resources, at: datetime) -> list[tuple[str, date]]:

@@ -7,6 +7,7 @@ import httpx
 from habitjobs.accounts.auth import mint_token
 from habitjobs.config import Settings
 from habitjobs.resources import Resources
+from tests.support.users import MakeUser
 
 
 async def test_me_requires_a_valid_token(client: httpx.AsyncClient, resources: Resources) -> None:
@@ -40,7 +41,7 @@ async def test_token_signed_with_another_key_is_refused(
     assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})).status_code == 401
 
 
-async def test_get_and_patch_me(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_get_and_patch_me(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user("Alice@Example.com")
     me = (await client.get("/v1/me", headers=user.headers)).json()
     assert me["id"] == str(user.id)
@@ -57,7 +58,9 @@ async def test_get_and_patch_me(client: httpx.AsyncClient, make_user) -> None:  
     assert (await client.get("/v1/me", headers=user.headers)).json()["display_name"] == "Alice"
 
 
-async def test_unknown_timezone_is_a_422_naming_the_field(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_timezone_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     for zone in ("Mars/Olympus", "localtime", "../../etc/passwd", "EST5EDT "):
         answer = await client.patch("/v1/me", headers=user.headers, json={"timezone": zone})
@@ -65,7 +68,7 @@ async def test_unknown_timezone_is_a_422_naming_the_field(client: httpx.AsyncCli
         assert answer.json()["error"]["field"] == "timezone"
 
 
-async def test_malformed_json_and_wrong_types_are_422(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_json_and_wrong_types_are_422(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     headers = {**user.headers, "content-type": "application/json"}
     broken = await client.patch("/v1/me", headers=headers, content=b'{"timezone": ')
@@ -84,7 +87,9 @@ async def test_malformed_json_and_wrong_types_are_422(client: httpx.AsyncClient,
     assert not_an_object.status_code == 422
 
 
-async def test_too_large_body_is_413(client: httpx.AsyncClient, make_user, resources: Resources) -> None:  # type: ignore[no-untyped-def]
+async def test_too_large_body_is_413(
+    client: httpx.AsyncClient, make_user: MakeUser, resources: Resources
+) -> None:
     user = await make_user()
     big = b'{"display_name": "' + b"x" * (resources.settings.api_max_body_bytes + 10) + b'"}'
     answer = await client.patch(
@@ -94,7 +99,9 @@ async def test_too_large_body_is_413(client: httpx.AsyncClient, make_user, resou
     assert answer.json()["error"]["code"] == "payload_too_large"
 
 
-async def test_device_registration_is_idempotent_and_private(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_device_registration_is_idempotent_and_private(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     alice, bob = await make_user(), await make_user()
     device_id = uuid.uuid4()
     body = {"platform": "ios", "push_token": "a" * 64, "apns_env": "sandbox"}
@@ -115,7 +122,7 @@ async def test_device_registration_is_idempotent_and_private(client: httpx.Async
 
 async def test_a_token_that_moves_to_another_installation_is_disabled_on_the_old_one(
     client: httpx.AsyncClient,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     alice, bob = await make_user(), await make_user()
     token = {"platform": "android", "push_token": "fcm-token-123456"}
@@ -129,7 +136,7 @@ async def test_a_token_that_moves_to_another_installation_is_disabled_on_the_old
     assert bob_device["push_enabled"] is True
 
 
-async def test_device_validation(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_device_validation(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     url = f"/v1/devices/{uuid.uuid4()}"
     bad_platform = await client.put(

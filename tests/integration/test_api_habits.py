@@ -4,8 +4,10 @@ import uuid
 
 import httpx
 
+from tests.support.users import MakeUser
 
-async def test_habit_crud_round_trip(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+
+async def test_habit_crud_round_trip(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     routine = await client.post(
         "/v1/routines",
@@ -39,8 +41,8 @@ async def test_habit_crud_round_trip(client: httpx.AsyncClient, make_user) -> No
 
 
 async def test_client_chosen_ids_are_kept_and_reuse_is_a_conflict(
-    client: httpx.AsyncClient, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     habit_id = str(uuid.uuid4())
     first = await client.post("/v1/habits", headers=user.headers, json={"id": habit_id, "name": "Read"})
@@ -50,7 +52,9 @@ async def test_client_chosen_ids_are_kept_and_reuse_is_a_conflict(
     assert second.status_code == 409
 
 
-async def test_someone_elses_rows_are_404_and_untouched(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_someone_elses_rows_are_404_and_untouched(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     alice, mallory = await make_user(), await make_user()
     habit = (await client.post("/v1/habits", headers=alice.headers, json={"name": "Journal"})).json()
     routine = (
@@ -82,7 +86,7 @@ async def test_someone_elses_rows_are_404_and_untouched(client: httpx.AsyncClien
     assert (await client.get("/v1/habits", headers=mallory.headers)).json() == []
 
 
-async def test_habit_validation(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_habit_validation(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     cases = [
         ({"name": ""}, "name"),
@@ -105,7 +109,7 @@ async def test_habit_validation(client: httpx.AsyncClient, make_user) -> None:  
     assert (await client.get("/v1/habits/not-a-uuid", headers=user.headers)).status_code == 422
 
 
-async def test_archive_and_detach(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_archive_and_detach(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     routine = (
         await client.post("/v1/routines", headers=user.headers, json={"kind": "morning", "name": "AM"})

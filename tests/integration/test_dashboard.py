@@ -19,9 +19,9 @@ from habitjobs.queue.names import ANALYTICS, DEFAULT
 from habitjobs.queue.operations import JobOperations
 from habitjobs.queue.runtime import WorkerRuntime
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.fakes.push import eventually
 from tests.integration.test_admin_jobs import TEST_JOBS, failed_job
+from tests.support.users import ApiUser
 from tests.support.workers import process_env
 
 MakeUser = Callable[..., Awaitable[ApiUser]]

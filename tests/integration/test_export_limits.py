@@ -21,10 +21,11 @@ from habitjobs.config import Settings
 from habitjobs.maintenance import jobs as maintenance_jobs
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import DEFAULT
-from habitjobs.queue.registry import FailedJob, JobContext
-from habitjobs.resources import Resources
+from habitjobs.queue.registry import FailedJob
+from habitjobs.resources import JobContext, Resources
 from tests.support.apps import changed
 from tests.support.contract import CHECKED
+from tests.support.users import MakeUser
 from tests.support.workers import drain
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -39,8 +40,8 @@ async def _exports(resources: Resources, user_id: uuid.UUID) -> list[DataExport]
 
 
 async def test_a_second_request_while_one_is_in_flight_returns_it(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     """Regression: one user queued 700 exports."""
     user = await make_user()
     first = await client.post("/v1/me/exports", headers=user.headers)
@@ -65,7 +66,9 @@ async def test_a_second_request_while_one_is_in_flight_returns_it(
     assert third.json()["job_id"] != first.json()["job_id"]
 
 
-async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(settings: Settings, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(
+    settings: Settings, make_user: MakeUser
+) -> None:
     """Regression: export documents reached 144 MB."""
     small = changed(settings, export_max_bytes=5_000)
     resources = Resources.open(small, application_name="habitjobs-test")
@@ -96,8 +99,8 @@ async def test_an_export_over_the_size_cap_fails_at_once_with_a_reason(settings:
 
 
 async def test_a_finished_export_expires_answers_410_and_is_deleted_by_retention(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     clock = FrozenClock(T0)
     resources.clock = clock
     user = await make_user()
@@ -128,8 +131,8 @@ async def test_a_finished_export_expires_answers_410_and_is_deleted_by_retention
 
 
 async def test_retention_works_in_small_batches_and_leaves_live_exports(
-    settings: Settings, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings, make_user: MakeUser
+) -> None:
     resources = Resources.open(changed(settings, retention_batch=3), clock=FrozenClock(T0))
     try:
         users = [await make_user() for _ in range(8)]
@@ -169,7 +172,9 @@ async def _retention(resources: Resources) -> dict[str, int]:
     return {rule: count for rule, count in done.items() if rule.startswith("data_exports.")}
 
 
-async def test_an_export_whose_job_fails_for_good_ends_failed(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_an_export_whose_job_fails_for_good_ends_failed(
+    resources: Resources, make_user: MakeUser
+) -> None:
     """A job that ends failed leaves the export saying so, and the user free to ask again."""
     user = await make_user()
     async with resources.db.transaction() as session:

@@ -24,6 +24,7 @@ from habitjobs.config import OidcProvider
 from habitjobs.resources import Resources
 from tests.support.contract import CHECKED
 from tests.support.oidc import LocalProvider
+from tests.support.users import MakeUser
 
 
 @pytest.fixture
@@ -150,8 +151,8 @@ async def test_every_bad_token_is_refused_with_401(resources: Resources, idp: Lo
 
 
 async def test_this_servers_own_token_with_an_absurd_expiry_is_a_401_not_a_500(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     import jwt
 
     user = await make_user()
@@ -163,7 +164,7 @@ async def test_this_servers_own_token_with_an_absurd_expiry_is_a_401_not_a_500(
         assert answer.status_code == 401, (exp, answer.text)
 
 
-async def test_hs256_tokens_work_only_where_enabled(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_hs256_tokens_work_only_where_enabled(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     async with api(resources) as enabled:  # test: on by default
         assert await enabled.status_of(user.token) == 200
@@ -288,8 +289,8 @@ async def test_keys_are_discovered_or_configured(resources: Resources, idp: Loca
 
 
 async def test_a_provider_outage_keeps_known_keys_and_answers_503_until_keys_are_known(
-    resources: Resources, idp: LocalProvider, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, idp: LocalProvider, make_user: MakeUser
+) -> None:
     key = idp.new_key("RS256")
     local_user = await make_user()
     idp.fail_status = 503

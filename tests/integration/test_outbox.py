@@ -5,13 +5,14 @@ import sys
 
 import pytest
 import redis.exceptions
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from habitjobs.accounts import service
 from habitjobs.queue.inspect import get_job
 from habitjobs.queue.models import OutboxRow
 from habitjobs.queue.names import DEFAULT
 from habitjobs.resources import Resources
+from tests.support.users import MakeUser
 from tests.support.workers import drain, process_env
 
 
@@ -20,7 +21,7 @@ async def outbox_row(resources: Resources, job_id: str) -> OutboxRow | None:
         return await session.scalar(select(OutboxRow).where(OutboxRow.job_id == job_id))
 
 
-async def test_job_is_enqueued_after_commit_and_marked(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_job_is_enqueued_after_commit_and_marked(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     async with resources.db.transaction() as session:
         export, _ = await service.request_export(session, resources.outbox, user.id)
@@ -34,7 +35,7 @@ async def test_job_is_enqueued_after_commit_and_marked(resources: Resources, mak
     assert row.user_id == user.id
 
 
-async def test_rolled_back_transaction_enqueues_nothing(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_rolled_back_transaction_enqueues_nothing(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     staged: list[str] = []
 
@@ -52,8 +53,8 @@ async def test_rolled_back_transaction_enqueues_nothing(resources: Resources, ma
 
 
 async def test_crash_between_commit_and_enqueue_is_repaired_by_the_relay(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     proc = subprocess.run(
         [sys.executable, "-m", "tests.support.crash_between_commit_and_enqueue", str(user.id)],
@@ -78,11 +79,11 @@ async def test_crash_between_commit_and_enqueue_is_repaired_by_the_relay(
     assert view.state == "completed"
 
 
-async def test_relay_leaves_young_rows_to_their_request(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_relay_leaves_young_rows_to_their_request(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     async with resources.db.transaction() as session:
         await session.execute(
-            OutboxRow.__table__.insert().values(
+            insert(OutboxRow).values(
                 queue=DEFAULT,
                 job_name="accounts.export_data",
                 job_id="export-young",
@@ -94,7 +95,9 @@ async def test_relay_leaves_young_rows_to_their_request(resources: Resources, ma
     assert await resources.outbox.relay(grace_s=0) == 1
 
 
-async def test_relay_keeps_rows_pending_while_redis_is_unreachable(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_relay_keeps_rows_pending_while_redis_is_unreachable(
+    resources: Resources, make_user: MakeUser
+) -> None:
     from habitjobs.config import Settings
     from habitjobs.queue.outbox import Outbox
     from habitjobs.queue.producer import Producer
@@ -102,7 +105,7 @@ async def test_relay_keeps_rows_pending_while_redis_is_unreachable(resources: Re
     user = await make_user()
     async with resources.db.transaction() as session:
         await session.execute(
-            OutboxRow.__table__.insert().values(
+            insert(OutboxRow).values(
                 queue=DEFAULT,
                 job_name="accounts.export_data",
                 job_id="export-later",

@@ -20,6 +20,7 @@ from habitjobs.sync.models import SyncBatch
 from tests.support.apps import changed, open_api
 from tests.support.sync import Device as Phone
 from tests.support.sync import push_and_apply
+from tests.support.users import MakeUser
 
 # No rate limits in these tests: they create many rows quickly on purpose.
 UNLIMITED: dict[str, Any] = {"rate_limits_enabled": False}
@@ -65,8 +66,14 @@ async def _owned(resources: Resources, model: Any, user_id: uuid.UUID) -> int:
 
 @pytest.mark.parametrize(("name", "setting", "request_for", "model"), CASES, ids=[c[0] for c in CASES])
 async def test_a_create_over_the_cap_is_409_limit_reached(
-    settings: Settings, resources: Resources, make_user, name: str, setting: str, request_for: Any, model: Any
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings,
+    resources: Resources,
+    make_user: MakeUser,
+    name: str,
+    setting: str,
+    request_for: Any,
+    model: Any,
+) -> None:
     """Regression: one user created 1,000 habits, 300 devices, 500 reminders."""
     user, other = await make_user(), await make_user()
     async with open_api(settings, **UNLIMITED, **{setting: 3}) as http:
@@ -88,7 +95,7 @@ async def test_a_create_over_the_cap_is_409_limit_reached(
         assert (await http.request(method, url, headers=other.headers, json=body)).status_code in (200, 201)
 
 
-async def test_deleting_makes_room_again(settings: Settings, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_deleting_makes_room_again(settings: Settings, make_user: MakeUser) -> None:
     user = await make_user()
     async with open_api(settings, **UNLIMITED, max_habits_per_user=2) as http:
         first = (await http.post("/v1/habits", headers=user.headers, json={"name": "a"})).json()
@@ -102,8 +109,8 @@ async def test_deleting_makes_room_again(settings: Settings, make_user) -> None:
 
 
 async def test_a_device_registering_again_at_the_cap_passes_and_disabled_ones_do_not_count(
-    settings: Settings, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings, make_user: MakeUser
+) -> None:
     user = await make_user()
     ids = [uuid.uuid4() for _ in range(3)]
     async with open_api(settings, **UNLIMITED, max_devices_per_user=2) as http:
@@ -127,8 +134,14 @@ async def test_a_device_registering_again_at_the_cap_passes_and_disabled_ones_do
 
 @pytest.mark.parametrize(("name", "setting", "request_for", "model"), CASES, ids=[c[0] for c in CASES])
 async def test_concurrent_creates_at_the_cap_let_exactly_one_through(
-    settings: Settings, resources: Resources, make_user, name: str, setting: str, request_for: Any, model: Any
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings,
+    resources: Resources,
+    make_user: MakeUser,
+    name: str,
+    setting: str,
+    request_for: Any,
+    model: Any,
+) -> None:
     user = await make_user()
     async with open_api(settings, **UNLIMITED, **{setting: 5}) as http:
         for i in range(4):
@@ -155,7 +168,9 @@ async def _merged(resources: Resources, user_id: uuid.UUID, upload: dict[str, An
     return batch
 
 
-async def test_a_sync_create_over_the_cap_is_rejected_alone(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_sync_create_over_the_cap_is_rejected_alone(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     capped = changed(resources.settings, max_habits_per_user=2, max_reminders_per_user=1)
     res = Resources.open(capped, application_name="habitjobs-test")

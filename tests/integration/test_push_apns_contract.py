@@ -18,6 +18,7 @@ from habitjobs.push.credentials import APNS_TOKEN_MIN_AGE_S
 from habitjobs.push.fakes import RunningFakes
 from habitjobs.push.fakes.outcomes import Behaviour
 from habitjobs.push.gateway import PushGateway
+from habitjobs.push.h2conn import Connection
 from habitjobs.push.result import Outcome, Provider, PushMessage
 from tests.fakes.push import fake_settings, fakes_for_module, token
 
@@ -187,6 +188,7 @@ async def test_one_stream_until_the_first_success_then_many(fakes: RunningFakes)
         assert {r.outcome for r in results} == {Outcome.SENT}
         assert fakes.apns.stats.refused == refused  # the client never exceeded the advertised limit
         (conn,) = apns._pools["production"]._conns
+        assert isinstance(conn, Connection)
         assert conn.limit == 200  # min(1000 from the server, our cap)
         assert all(fakes.log.count(d) == 1 for d in devices)
     finally:

@@ -29,8 +29,7 @@ from habitjobs.queue.inspect import get_job
 from habitjobs.queue.models import OutboxRow
 from habitjobs.queue.names import PUSH
 from habitjobs.queue.operations import JobOperations
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from tests.fakes.push import add_device, deliveries, fakes_for_module, notify, settings_for, token
 from tests.support.workers import drain
 

@@ -11,7 +11,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -19,13 +19,11 @@ import httpx
 import pytest
 
 from habitjobs.config import Settings
-from tests.conftest import ApiUser
 from tests.support.apps import open_api
 from tests.support.net import free_port
 from tests.support.sync import Device
 from tests.support.tcp_proxy import TcpProxy
-
-MakeUser = Callable[..., Awaitable[ApiUser]]
+from tests.support.users import MakeUser
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -47,8 +45,8 @@ def _remaining(answer: httpx.Response) -> int:
 
 
 async def test_writes_over_the_limit_get_429_with_retry_after_and_ratelimit_fields(
-    api: ClientFactory, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    api: ClientFactory, make_user: MakeUser
+) -> None:
     alice, bob = await make_user(), await make_user()
     async with api(rate_limit_write="3/60s") as http:
         answers = [
@@ -83,7 +81,7 @@ async def test_writes_over_the_limit_get_429_with_retry_after_and_ratelimit_fiel
         assert "RateLimit" in refused_delete.headers
 
 
-async def test_the_limit_is_shared_by_all_api_processes(api: ClientFactory, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_the_limit_is_shared_by_all_api_processes(api: ClientFactory, make_user: MakeUser) -> None:
     user = await make_user()
     async with api(rate_limit_write="4/60s") as first, api(rate_limit_write="4/60s") as second:
         statuses = []
@@ -99,7 +97,9 @@ async def test_the_limit_is_shared_by_all_api_processes(api: ClientFactory, make
     assert statuses == [201, 201, 201, 201, 429, 429]
 
 
-async def test_100_sync_uploads_in_a_row_are_throttled(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_100_sync_uploads_in_a_row_are_throttled(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     """Regression: one user's 100 uploads were all accepted; the default is 60 per minute."""
     user = await make_user()
     phone = Device()
@@ -126,7 +126,9 @@ async def test_100_sync_uploads_in_a_row_are_throttled(client: httpx.AsyncClient
     assert 60 <= statuses.count(202) <= 60 + math.ceil(elapsed_s)
 
 
-async def test_job_starting_routes_have_their_own_tight_class(api: ClientFactory, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_job_starting_routes_have_their_own_tight_class(
+    api: ClientFactory, make_user: MakeUser
+) -> None:
     """Regression: one user queued 700 exports without a 429 (the default is 10 per hour)."""
     user = await make_user()
     async with api() as http:
@@ -142,7 +144,7 @@ async def test_job_starting_routes_have_their_own_tight_class(api: ClientFactory
         assert (await http.post("/v1/habits", headers=user.headers, json={"name": "x"})).status_code == 201
 
 
-async def test_rate_limits_can_be_turned_off(api: ClientFactory, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_rate_limits_can_be_turned_off(api: ClientFactory, make_user: MakeUser) -> None:
     user = await make_user()
     async with api(rate_limit_write="1/60s", rate_limits_enabled=False) as http:
         for i in range(3):
@@ -188,8 +190,8 @@ async def _silent_server() -> AsyncIterator[int]:
 
 @pytest.mark.parametrize("redis_state", ["refusing", "hanging"])
 async def test_a_redis_outage_lets_requests_through_and_logs_once(
-    api: ClientFactory, make_user, caplog: pytest.LogCaptureFixture, redis_state: str
-) -> None:  # type: ignore[no-untyped-def]
+    api: ClientFactory, make_user: MakeUser, caplog: pytest.LogCaptureFixture, redis_state: str
+) -> None:
     user = await make_user()
     caplog.set_level(logging.WARNING, logger="habitjobs.api.ratelimit")
     async with contextlib.AsyncExitStack() as stack:
@@ -213,8 +215,8 @@ async def test_a_redis_outage_lets_requests_through_and_logs_once(
 
 
 async def test_limits_apply_again_once_redis_is_back(
-    api: ClientFactory, make_user, redis_url: str, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+    api: ClientFactory, make_user: MakeUser, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     user = await make_user()
     caplog.set_level(logging.WARNING, logger="habitjobs.api.ratelimit")
     target = urlsplit(redis_url)

@@ -31,6 +31,7 @@ from habitjobs.sync import service as sync_service
 from habitjobs.sync.models import SyncBatch, SyncBatchPayload
 from tests.fakes.push import add_device, deliveries, eventually, fakes_for_module, notify, settings_for, token
 from tests.support.sync import Device, accept
+from tests.support.users import MakeUser
 from tests.support.workers import drain, process_env
 
 STALLED = "job stalled more than allowable limit"
@@ -75,7 +76,7 @@ async def upload(resources: Resources, user_id: uuid.UUID) -> uuid.UUID:
     return await accept(resources, user_id, phone.batch())
 
 
-async def test_nothing_wrong_nothing_done(res: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_nothing_wrong_nothing_done(res: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     waiting = [await upload(res, user.id) for _ in range(3)]
     report = await reconcile(res)
@@ -95,7 +96,7 @@ async def test_nothing_wrong_nothing_done(res: Resources, make_user) -> None:  #
 
 async def test_a_lost_merge_job_is_enqueued_again_under_its_id_and_applies_once(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     user = await make_user()
     lost, kept = await upload(res, user.id), await upload(res, user.id)
@@ -117,7 +118,7 @@ async def test_a_lost_merge_job_is_enqueued_again_under_its_id_and_applies_once(
 
 async def test_each_run_looks_at_most_at_the_limit_and_the_next_one_continues(
     settings: Settings,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     resources = Resources.open(settings.model_copy(update={"reconcile_grace_s": 0, "reconcile_limit": 2}))
     try:
@@ -135,8 +136,8 @@ async def test_each_run_looks_at_most_at_the_limit_and_the_next_one_continues(
 
 
 async def test_lost_push_jobs_come_back_with_their_original_id_and_send_once(
-    res: Resources, fakes: RunningFakes, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    res: Resources, fakes: RunningFakes, make_user: MakeUser
+) -> None:
     user = await make_user()
     tokens = [token("ok") for _ in range(3)]
     for device_token in tokens:
@@ -157,7 +158,7 @@ async def test_lost_push_jobs_come_back_with_their_original_id_and_send_once(
     assert [fakes.log.count(t) for t in tokens] == [1, 1, 1]
 
 
-async def test_a_lost_export_job_is_enqueued_again(res: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_lost_export_job_is_enqueued_again(res: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     async with res.db.transaction() as session:
         export, _ = await accounts_service.request_export(session, res.outbox, user.id)
@@ -172,7 +173,7 @@ async def test_a_lost_export_job_is_enqueued_again(res: Resources, make_user) ->
 
 async def test_a_failure_whose_hook_never_ran_is_settled_by_the_reconciliation(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     """The worker that failed the job died before telling the domain (here: its registry had no hook)."""
     user = await make_user()
@@ -201,7 +202,7 @@ async def test_a_failure_whose_hook_never_ran_is_settled_by_the_reconciliation(
 
 async def test_the_stalled_limit_fails_the_batch_with_a_reason_and_a_retry_applies_it(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     """bullmq marks a job that stalled too often (the ``defa`` field its stalled check sets) and the next
     worker to take it fails it without running it; that failure reaches the batch like any other."""
@@ -225,7 +226,7 @@ async def test_the_stalled_limit_fails_the_batch_with_a_reason_and_a_retry_appli
 
 async def test_an_operator_removing_a_job_fails_its_rows_and_it_is_not_brought_back(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     user = await make_user()
     batch_id = await upload(res, user.id)
@@ -244,8 +245,8 @@ async def test_an_operator_removing_a_job_fails_its_rows_and_it_is_not_brought_b
 
 
 async def test_a_push_job_that_fails_for_good_fails_its_deliveries_and_a_retry_sends_them(
-    res: Resources, fakes: RunningFakes, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    res: Resources, fakes: RunningFakes, make_user: MakeUser
+) -> None:
     user = await make_user()
     device_token = token("ok")
     await add_device(res, user.id, device_token)
@@ -266,7 +267,7 @@ async def test_a_push_job_that_fails_for_good_fails_its_deliveries_and_a_retry_s
 
 async def test_an_export_job_that_fails_for_good_fails_the_export_with_its_reason(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     user = await make_user()
     async with res.db.transaction() as session:
@@ -312,7 +313,7 @@ async def test_a_worker_registers_schedules_again_when_redis_lost_them(settings:
 
 async def test_an_invalid_payload_fails_the_batch_its_job_id_names(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     """Another producer (NestJS) adds the merge job with a payload that does not validate: the job fails at
     once, and its batch — named by the job id — says why."""
@@ -331,7 +332,7 @@ async def test_an_invalid_payload_fails_the_batch_its_job_id_names(
 
 async def test_the_cli_shows_what_the_reconciliation_did(
     res: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     user = await make_user()
     await lose(res, SYNC, sync_service.apply_job_id(await upload(res, user.id)))

@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from sqlalchemy import insert, select, text
 
@@ -14,7 +15,7 @@ from habitjobs.accounts.models import Device
 from habitjobs.clock import FrozenClock
 from habitjobs.config import Settings
 from habitjobs.push.models import PushDelivery
-from habitjobs.push.schemas import Kind
+from habitjobs.push.templates import Kind
 from habitjobs.queue.models import OutboxRow
 from habitjobs.reminders.jobs import run_tick
 from habitjobs.reminders.models import Reminder
@@ -22,6 +23,7 @@ from habitjobs.reminders.schedule import local_instant, spread_offset_s
 from habitjobs.resources import Resources
 from tests.support.analytics_data import add_entry, add_habit, add_user, run_rollup
 from tests.support.reminders import user_with_habit_reminders
+from tests.support.users import MakeUser
 
 ZONES = [
     "America/New_York",
@@ -77,8 +79,8 @@ async def test_minute_by_minute_through_a_dst_change(
     got: dict[uuid.UUID, list[date]] = defaultdict(list)
     rows = await deliveries(resources)
     for row in rows:
-        _, reminder_id, local_day, _device = row.dedupe_key.split(":")
-        got[uuid.UUID(reminder_id)].append(date.fromisoformat(local_day))
+        _, reminder_key, local_day, _device = row.dedupe_key.split(":")
+        got[uuid.UUID(reminder_key)].append(date.fromisoformat(local_day))
 
     # Expected: every local day whose firing instant lies in the simulated window (after the start, and
     # claimed by a tick before the end: the tick looks one minute ahead).
@@ -88,11 +90,11 @@ async def test_minute_by_minute_through_a_dst_change(
             for row in await session.scalars(select(OutboxRow).where(OutboxRow.job_name == "push.send_batch"))
         }
     for reminder_id, (zone_name, at, user_id) in reminders.items():
-        zone = ZoneInfo(zone_name)
+        tz = ZoneInfo(zone_name)
         expected = []
-        day = start.astimezone(zone).date() - timedelta(days=1)
-        while day <= end.astimezone(zone).date():
-            fire = local_instant(day, at, zone)
+        day = start.astimezone(tz).date() - timedelta(days=1)
+        while day <= end.astimezone(tz).date():
+            fire = local_instant(day, at, tz)
             if start < fire <= end - timedelta(minutes=1) + timedelta(seconds=60):
                 expected.append((day, fire))
             day += timedelta(days=1)
@@ -147,7 +149,8 @@ async def test_a_missed_tick_catches_up_within_the_tolerance(resources: Resource
     [row] = await deliveries(resources)
     assert row.dedupe_key.startswith(f"reminder:{on_time}:2026-05-04:")  # 10 minutes late: still sent
     async with resources.db.transaction() as session:
-        nexts = dict((await session.execute(text("SELECT id, next_fire_at FROM reminders"))).all())
+        rows = (await session.execute(text("SELECT id, next_fire_at FROM reminders"))).all()
+        nexts: dict[uuid.UUID, datetime] = {row[0]: row[1] for row in rows}
     assert nexts[on_time] == datetime(2026, 5, 5, 7, 0, tzinfo=UTC)
     assert nexts[stale] == datetime(2026, 5, 5, 6, 40, tzinfo=UTC)
 
@@ -165,8 +168,8 @@ async def test_an_outage_of_days_does_not_replay_every_missed_day(resources: Res
 
 async def test_nothing_sent_when_already_done_and_routine_finished(
     resources: Resources,
-    client,
-    make_user,  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
 ) -> None:
     resources.clock = FrozenClock(datetime(2026, 5, 4, 5, 0, tzinfo=UTC))
     user = await make_user()

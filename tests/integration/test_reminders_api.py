@@ -7,12 +7,13 @@ import httpx
 
 from habitjobs.clock import FrozenClock
 from habitjobs.resources import Resources
+from tests.support.users import MakeUser
 
 
 async def test_create_computes_next_fire_in_the_users_zone(
     client: httpx.AsyncClient,
     resources: Resources,
-    make_user,  # type: ignore[no-untyped-def]
+    make_user: MakeUser,
 ) -> None:
     resources.clock = FrozenClock(datetime(2026, 3, 7, 12, 0, tzinfo=UTC))
     user = await make_user()
@@ -41,8 +42,8 @@ async def test_create_computes_next_fire_in_the_users_zone(
 
 
 async def test_own_zone_disable_and_delete(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     resources.clock = FrozenClock(datetime(2026, 6, 1, 0, 0, tzinfo=UTC))
     user = await make_user()
     streak = await client.post(
@@ -63,7 +64,7 @@ async def test_own_zone_disable_and_delete(
     assert (await client.get(f"/v1/reminders/{body['id']}", headers=user.headers)).status_code == 404
 
 
-async def test_validation_and_ownership(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_validation_and_ownership(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     alice, mallory = await make_user(), await make_user()
     habit = (await client.post("/v1/habits", headers=alice.headers, json={"name": "Read"})).json()
     cases = [

@@ -23,6 +23,7 @@ from habitjobs.config import Settings
 from habitjobs.resources import Resources
 from tests.support.apps import changed
 from tests.support.net import free_port, wait_http_ok
+from tests.support.users import MakeUser
 from tests.support.workers import ApiProcess
 
 # Generous: a time limit of 1 s must show well within it, even on a loaded machine.
@@ -137,7 +138,7 @@ async def test_a_stalled_chunked_body_gets_408(serve: ServeFn) -> None:
         )
 
 
-async def test_good_clients_are_not_affected(serve: ServeFn, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_good_clients_are_not_affected(serve: ServeFn, make_user: MakeUser) -> None:
     user = await make_user()
     # Keep-alive: requests on one connection, with pauses longer than the limits in between.
     async with (

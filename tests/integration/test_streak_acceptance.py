@@ -25,14 +25,15 @@ from tests.support.analytics_data import (
     streak,
 )
 from tests.support.sync import Device, push_and_apply
+from tests.support.users import MakeUser
 from tests.support.workers import drain
 
 MON_WED_FRI = 0b0010101
 WEEKENDS = 0b1100000
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 async def _streaks(resources: Resources, *habits: uuid.UUID) -> list[tuple[int, int]]:
@@ -95,8 +96,8 @@ async def _upload(resources: Resources, user_id: uuid.UUID, phone: Device) -> No
 
 
 async def test_a_skip_and_a_late_upload_filling_the_gap_restore_the_streak(
-    undelayed: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    undelayed: Resources, make_user: MakeUser
+) -> None:
     resources = undelayed
     user = await make_user()  # UTC
     resources.clock = FrozenClock(utc(2026, 3, 7, 9, 0))  # Saturday the 7th: open

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -18,12 +18,10 @@ from habitjobs.config import Settings
 from habitjobs.queue.models import OutboxRow
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
-from tests.conftest import ApiUser
 from tests.support.contract import CHECKED
 from tests.support.sync import Device, body, ts
+from tests.support.users import MakeUser
 from tests.support.workers import drain
-
-MakeUser = Callable[..., Awaitable[ApiUser]]
 
 DAY = date(2026, 3, 2)
 
@@ -39,8 +37,8 @@ def _new_habit(device: Device, name: str = "Stretch", at: float = 0) -> uuid.UUI
 
 
 async def test_push_is_accepted_then_merged_and_pulled(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = _new_habit(phone)
@@ -90,8 +88,8 @@ async def test_push_is_accepted_then_merged_and_pulled(
 
 
 async def test_same_batch_again_answers_200_with_its_status_and_no_second_job(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     _new_habit(phone)
@@ -115,8 +113,8 @@ async def test_same_batch_again_answers_200_with_its_status_and_no_second_job(
 
 
 async def test_identical_pushes_racing_make_one_batch_and_one_job(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     _new_habit(phone)
@@ -149,7 +147,7 @@ async def small_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         await res.aclose()
 
 
-async def test_uploads_over_the_limits_are_413(small_client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_uploads_over_the_limits_are_413(small_client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     phone = Device()
     for n in range(4):
@@ -168,7 +166,9 @@ async def test_uploads_over_the_limits_are_413(small_client: httpx.AsyncClient, 
     assert "bytes" in too_big.json()["error"]["message"]
 
 
-async def test_unsupported_schema_version_is_409_reset_required(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_unsupported_schema_version_is_409_reset_required(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     _new_habit(phone)
@@ -212,8 +212,8 @@ def _mutation(**overrides: object) -> dict[str, object]:
     ],
 )
 async def test_malformed_envelopes_are_422_naming_the_field(
-    client: httpx.AsyncClient, make_user, upload: dict[str, object], field: str
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, make_user: MakeUser, upload: dict[str, object], field: str
+) -> None:
     user = await make_user()
     answer = await _push(client, user, upload)
     assert answer.status_code == 422, answer.text
@@ -221,8 +221,8 @@ async def test_malformed_envelopes_are_422_naming_the_field(
 
 
 async def test_unpaired_surrogates_are_rejected_alone_and_broken_json_is_422(
-    client: httpx.AsyncClient, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     raw = (
         f'{{"client_id":"c1","batch_id":"{uuid.uuid4()}","schema_version":1,"mutations":[{{"mutation_id":1,"entity":"habit",'
@@ -250,8 +250,8 @@ async def test_sync_routes_need_a_token(client: httpx.AsyncClient) -> None:
 
 
 async def test_nobody_reads_or_reuses_another_users_batches_or_rows(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     alice, mallory = await make_user(), await make_user()
     phone = Device()
     habit_id = _new_habit(phone, name="Alice's secret habit")
@@ -295,8 +295,8 @@ async def test_nobody_reads_or_reuses_another_users_batches_or_rows(
 
 
 async def test_a_token_outliving_its_user_cannot_push_or_read(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     async with resources.db.transaction() as session:
         await session.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
@@ -335,7 +335,7 @@ async def test_uploads_of_gone_or_leaving_users_are_401_beside_accepted_ones(
         assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 2
 
 
-async def test_a_remembered_token_still_expires(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_remembered_token_still_expires(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     now = datetime.now(UTC)
     clock = FrozenClock(now)
@@ -359,8 +359,8 @@ async def test_a_remembered_token_still_expires(resources: Resources, make_user)
 
 
 async def test_pull_pages_through_changes_with_a_cursor(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = _new_habit(phone)
@@ -399,7 +399,7 @@ async def test_pull_pages_through_changes_with_a_cursor(
     assert len(fresh["changes"]["habit_completions"]["upserted"]) == 6
 
 
-async def test_bad_cursors(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_cursors(client: httpx.AsyncClient, make_user: MakeUser) -> None:
     user = await make_user()
     for bad in ["x", "1.2", "-1", "3.x.y", f"1.{2**31 - 1}.{uuid.uuid4()}"]:
         answer = await client.get("/v1/sync/pull", headers=user.headers, params={"cursor": bad})
@@ -415,7 +415,9 @@ async def test_bad_cursors(client: httpx.AsyncClient, make_user) -> None:  # typ
         assert answer.json()["error"]["field"] == "limit"
 
 
-async def test_batch_status_of_an_unknown_batch_is_404(client: httpx.AsyncClient, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_batch_status_of_an_unknown_batch_is_404(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
     user = await make_user()
     assert (await client.get(f"/v1/sync/batches/{uuid.uuid4()}", headers=user.headers)).status_code == 404
     assert (await client.get("/v1/sync/batches/not-a-uuid", headers=user.headers)).status_code == 422

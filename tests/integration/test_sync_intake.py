@@ -16,6 +16,7 @@ from habitjobs.sync.intake import Intake
 from habitjobs.sync.models import SyncBatch
 from habitjobs.sync.schemas import PushIn
 from tests.support.sync import Device, body
+from tests.support.users import MakeUser
 
 
 def _upload(resources: Resources, user_id: uuid.UUID, batch_id: uuid.UUID | None = None) -> service.Upload:
@@ -26,8 +27,8 @@ def _upload(resources: Resources, user_id: uuid.UUID, batch_id: uuid.UUID | None
 
 
 async def test_concurrent_uploads_are_stored_together_and_each_gets_its_job(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     users = [await make_user() for _ in range(4)]
     intake = Intake(resources.db, resources.outbox)
     uploads = [_upload(resources, users[n % 4].id) for n in range(24)]
@@ -46,7 +47,7 @@ async def test_concurrent_uploads_are_stored_together_and_each_gets_its_job(
         assert await resources.producer.queue("sync").getJob(batch.job_id) is not None
 
 
-async def test_one_bad_upload_in_a_group_fails_alone(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_one_bad_upload_in_a_group_fails_alone(resources: Resources, make_user: MakeUser) -> None:
     alice, bob, gone = await make_user(), await make_user(), await make_user()
     async with resources.db.transaction() as session:
         await session.execute(text("DELETE FROM users WHERE id = :id"), {"id": gone.id})
@@ -80,7 +81,9 @@ async def test_one_bad_upload_in_a_group_fails_alone(resources: Resources, make_
     assert jobs == 3
 
 
-async def test_a_request_that_goes_away_still_has_its_upload_stored(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_request_that_goes_away_still_has_its_upload_stored(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     intake = Intake(resources.db, resources.outbox)
     upload = _upload(resources, user.id)

@@ -4,9 +4,11 @@ sequencing, chunks, dirty marks, the recompute hook and retention."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, text, update
 
@@ -16,14 +18,15 @@ from habitjobs.config import Settings
 from habitjobs.errors import RetryLater
 from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
 from habitjobs.queue.names import ANALYTICS, SYNC
-from habitjobs.queue.registry import JobContext, Registry
-from habitjobs.resources import Resources
+from habitjobs.queue.registry import Registry
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync import service
 from habitjobs.sync.entities import completion_id
 from habitjobs.sync.models import StatsDirtyDay, StreakDirty, SyncBatch, SyncBatchPayload, SyncClient
 from habitjobs.sync.schemas import BatchOut
 from tests.support import stores
 from tests.support.sync import T0, Device, accept, apply, body, push_and_apply
+from tests.support.users import MakeUser
 from tests.support.workers import drain
 
 DAY = date(2026, 3, 2)
@@ -52,8 +55,8 @@ async def _habit(resources: Resources, user_id: uuid.UUID, phone: Device, **data
 
 
 async def test_newer_write_wins_older_is_ignored_and_ties_go_to_the_higher_writer(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     a, b = Device(client_id="a-phone"), Device(client_id="b-phone")
     habit_id = await _habit(resources, user.id, a)
@@ -79,7 +82,9 @@ async def test_newer_write_wins_older_is_ignored_and_ties_go_to_the_higher_write
     assert (await _row(resources, HabitCompletion, cid)).value == 5
 
 
-async def test_check_uncheck_tombstones_and_a_newer_check_revives(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_check_uncheck_tombstones_and_a_newer_check_revives(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -106,7 +111,9 @@ async def test_check_uncheck_tombstones_and_a_newer_check_revives(resources: Res
     assert await _row(resources, HabitCompletion, ghost) is None
 
 
-async def test_settings_merge_field_by_field_and_deletion_wins(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_settings_merge_field_by_field_and_deletion_wins(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     a, b = Device(), Device()
     habit_id = await _habit(resources, user.id, a)
@@ -138,7 +145,9 @@ async def test_settings_merge_field_by_field_and_deletion_wins(resources: Resour
     assert habit.name == "Box breathing"
 
 
-async def test_api_edits_are_respected_by_offline_patches(client, resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_api_edits_are_respected_by_offline_patches(
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     resources.clock = FrozenClock(T0 + timedelta(seconds=50))
     created = await client.post("/v1/habits", headers=user.headers, json={"name": "Walk", "position": 2})
@@ -160,8 +169,8 @@ async def test_api_edits_are_respected_by_offline_patches(client, resources: Res
 
 
 async def test_deleting_a_habit_tombstones_its_completions_and_refuses_new_ones(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     a, b = Device(), Device()
     habit_id = await _habit(resources, user.id, a)
@@ -183,8 +192,8 @@ async def test_deleting_a_habit_tombstones_its_completions_and_refuses_new_ones(
 
 
 async def test_content_problems_reject_one_mutation_and_the_rest_applies(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -245,7 +254,7 @@ async def test_content_problems_reject_one_mutation_and_the_rest_applies(
     assert (await _row(resources, HabitCompletion, good)).status == "done"
 
 
-async def test_nobody_writes_another_users_rows(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_nobody_writes_another_users_rows(resources: Resources, make_user: MakeUser) -> None:
     alice, mallory = await make_user(), await make_user()
     phone, evil = Device(), Device()
     routine_id = uuid.uuid4()
@@ -281,7 +290,9 @@ async def test_nobody_writes_another_users_rows(resources: Resources, make_user)
     assert await _row(resources, HabitCompletion, completion_id(habit_id, date(2026, 3, 9))) is None
 
 
-async def test_a_habit_can_point_at_a_routine_uploaded_later(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_habit_can_point_at_a_routine_uploaded_later(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     routine_id, habit_id = uuid.uuid4(), uuid.uuid4()
@@ -290,7 +301,7 @@ async def test_a_habit_can_point_at_a_routine_uploaded_later(resources: Resource
     assert (await _row(resources, Habit, habit_id)).routine_id == routine_id
 
 
-async def test_many_edits_of_one_row_in_one_batch(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_many_edits_of_one_row_in_one_batch(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -316,7 +327,7 @@ async def test_many_edits_of_one_row_in_one_batch(resources: Resources, make_use
     assert (await _row(resources, FocusSession, session_id)).focus_seconds == 0
 
 
-async def test_clocks_running_ahead_are_clamped(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_clocks_running_ahead_are_clamped(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     fast, honest = Device(), Device()
     habit_id = await _habit(resources, user.id, honest)
@@ -327,6 +338,7 @@ async def test_clocks_running_ahead_are_clamped(resources: Resources, make_user)
         received = (
             await session.scalars(select(SyncBatch.received_at).order_by(SyncBatch.received_at.desc()))
         ).first()
+    assert received is not None
     assert row.client_updated_at == received + timedelta(seconds=resources.settings.sync_max_clock_skew_s)
     # An honest edit made after the clamp point wins over the fast phone's "future" write.
     later = (row.client_updated_at - T0).total_seconds() + 1
@@ -335,7 +347,9 @@ async def test_clocks_running_ahead_are_clamped(resources: Resources, make_user)
     assert (await _row(resources, HabitCompletion, cid)).value == 2
 
 
-async def test_replayed_and_overlapping_batches_apply_nothing_twice(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_replayed_and_overlapping_batches_apply_nothing_twice(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -358,8 +372,8 @@ async def test_replayed_and_overlapping_batches_apply_nothing_twice(resources: R
 
 
 async def test_an_upload_merges_the_earlier_one_it_needs_and_a_real_gap_fails(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = uuid.uuid4()
@@ -409,7 +423,7 @@ async def test_an_upload_merges_the_earlier_one_it_needs_and_a_real_gap_fails(
 
 
 @pytest.fixture
-def chunky_resources(settings: Settings) -> Any:
+def chunky_resources(settings: Settings) -> Callable[[int], Awaitable[Resources]]:
     async def make(chunk: int) -> Resources:
         return Resources.open(
             settings.model_copy(update={"sync_chunk_mutations": chunk}), application_name="t"
@@ -418,7 +432,9 @@ def chunky_resources(settings: Settings) -> Any:
     return make
 
 
-async def test_big_batches_merge_in_chunks_and_resume_where_they_stopped(chunky_resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_big_batches_merge_in_chunks_and_resume_where_they_stopped(
+    chunky_resources: Callable[[int], Awaitable[Resources]], make_user: MakeUser
+) -> None:
     res = await chunky_resources(4)
     try:
         user = await make_user()
@@ -466,7 +482,7 @@ async def test_big_batches_merge_in_chunks_and_resume_where_they_stopped(chunky_
         await res.aclose()
 
 
-async def test_merges_leave_dirty_marks(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_merges_leave_dirty_marks(resources: Resources, make_user: MakeUser) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone, created_local_date="2026-01-01")
@@ -511,8 +527,8 @@ async def test_merges_leave_dirty_marks(resources: Resources, make_user) -> None
 
 
 async def test_the_recompute_hook_is_debounced_and_waits_without_its_job_type(
-    settings: Settings, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = uuid.uuid4()
@@ -554,8 +570,8 @@ async def test_the_recompute_hook_is_debounced_and_waits_without_its_job_type(
 
 
 async def test_purge_moves_the_horizon_and_old_cursors_must_reset(
-    client, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     habit_id = await _habit(resources, user.id, phone)
@@ -584,8 +600,8 @@ async def test_purge_moves_the_horizon_and_old_cursors_must_reset(
 
 
 async def test_a_batch_that_cannot_be_merged_is_marked_failed_when_its_job_fails(
-    resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     phone = Device()
     phone.record("habit", "upsert", uuid.uuid4(), 0, {"name": "x"})

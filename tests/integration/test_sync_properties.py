@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from habitjobs.sync import service
 from habitjobs.sync.entities import completion_id
 from habitjobs.sync.models import SyncBatch
 from tests.support.sync import T0, accept, apply, body, ts
+from tests.support.users import MakeUser
 
 DAYS = [date(2026, 3, 2), date(2026, 3, 3)]
 SETUP_AT = -100
@@ -192,12 +194,15 @@ async def _rows(resources: Resources, world: World) -> dict[str, dict[str, Any]]
     names = world.names()
     out: dict[str, dict[str, Any]] = {}
     async with resources.db.transaction() as session:
-        for model in (Routine, Habit, HabitCompletion, FocusSession):
+        models: list[type[Routine] | type[Habit] | type[HabitCompletion] | type[FocusSession]]
+        models = [Routine, Habit, HabitCompletion, FocusSession]
+        for model in models:
             for row in (await session.scalars(select(model).where(model.user_id == world.user_id))).all():
                 values = {c.key: getattr(row, c.key) for c in model.__table__.columns}
+                row_id = values["id"]
                 for key in ("id", "user_id", "created_at", "received_at", "habit_id", "routine_id"):
                     values.pop(key, None)
-                out[names[row.id]] = values
+                out[names[row_id]] = values
     return out
 
 
@@ -378,13 +383,13 @@ PROPERTY = settings(
 )
 async def test_any_delivery_converges_to_last_writer_wins(
     resources: Resources,
-    make_user,
+    make_user: MakeUser,
     a: list[Edit],
     b: list[Edit],
     cuts_a: list[int],
     cuts_b: list[int],
     data: st.DataObject,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     await _converges(resources, make_user, a, b, cuts_a, cuts_b, data)
 
 
@@ -402,8 +407,13 @@ toggles = st.lists(
 @PROPERTY
 @given(a=toggles, b=toggles, cuts_a=st.lists(st.integers(1, 7), max_size=2), data=st.data())
 async def test_check_uncheck_toggles_converge(
-    resources: Resources, make_user, a: list[Edit], b: list[Edit], cuts_a: list[int], data: st.DataObject
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources,
+    make_user: MakeUser,
+    a: list[Edit],
+    b: list[Edit],
+    cuts_a: list[int],
+    data: st.DataObject,
+) -> None:
     await _converges(resources, make_user, a, b, cuts_a, [], data)
 
 
@@ -443,8 +453,8 @@ async def _converges(
 @PROPERTY
 @given(a=phone_history, cuts=st.lists(st.integers(1, 8), max_size=3), pick=st.integers(0, 10))
 async def test_replaying_any_batch_changes_nothing(
-    resources: Resources, make_user, a: list[Edit], cuts: list[int], pick: int
-) -> None:  # type: ignore[no-untyped-def]
+    resources: Resources, make_user: MakeUser, a: list[Edit], cuts: list[int], pick: int
+) -> None:
     world = World((await make_user()).id)
     uploads = [world.setup_upload(), *world.uploads("dev-a", a, cuts)]
     await deliver_in_order(resources, world.user_id, uploads)
@@ -484,8 +494,13 @@ async def _pull_all(
 @PROPERTY
 @given(a=phone_history, b=phone_history, limit=st.integers(1, 4))
 async def test_pull_after_push_returns_exactly_the_changes(
-    client, resources: Resources, make_user, a: list[Edit], b: list[Edit], limit: int
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient,
+    resources: Resources,
+    make_user: MakeUser,
+    a: list[Edit],
+    b: list[Edit],
+    limit: int,
+) -> None:
     user = await make_user()
     world = World(user.id)
     await deliver_in_order(resources, user.id, [world.setup_upload(), *world.uploads("dev-a", a, [])])

@@ -25,6 +25,7 @@ from habitjobs.queue.inspect import JobView, get_job
 from habitjobs.queue.names import DEFAULT
 from habitjobs.resources import Resources
 from tests.support import testjobs
+from tests.support.users import MakeUser
 from tests.support.workers import drain, process_env
 
 NODE = shutil.which("node")
@@ -202,7 +203,9 @@ async def test_a_bad_payload_from_node_fails_at_once_with_a_reason_node_can_read
     assert "unknown job name 'test.nonexistent'" in shown["unknown"]["failedReason"]
 
 
-async def test_a_real_job_added_by_node_with_its_deterministic_id(resources: Resources, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_real_job_added_by_node_with_its_deterministic_id(
+    resources: Resources, make_user: MakeUser
+) -> None:
     user = await make_user()
     export_id = uuid.uuid4()
     async with resources.db.transaction() as session:

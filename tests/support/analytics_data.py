@@ -13,8 +13,7 @@ from habitjobs.accounts.models import User
 from habitjobs.analytics import jobs as analytics_jobs
 from habitjobs.analytics.models import DailyStats, HabitStreak, WeeklyStats
 from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync.entities import completion_id
 
 LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)

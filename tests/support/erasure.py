@@ -228,7 +228,7 @@ async def redis_keys_mentioning(redis_url: str, prefix: str, needle: str) -> lis
             elif kind == "zset":
                 values = await client.zrange(key, 0, -1)
             elif kind == "stream":
-                values = [str(fields) for _, fields in await client.xrange(key)]
+                values = [str(fields) for _, fields in await client.xrange(key) or []]
             elif kind == "string":
                 values = [await client.get(key)]
             else:

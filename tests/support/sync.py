@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync import jobs as sync_jobs
 from habitjobs.sync import service
 from habitjobs.sync.entities import completion_id

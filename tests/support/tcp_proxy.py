@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from tests.support.net import free_port
 
@@ -30,7 +32,7 @@ class TcpProxy:
         self._thread.start()
         self.restore()
 
-    def _call(self, coro):  # type: ignore[no-untyped-def]
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     def restore(self) -> None:

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict
 from habitjobs.accounts.jobs import ExportData, export_data
 from habitjobs.errors import PermanentFailure, RetryLater
 from habitjobs.queue.names import ANALYTICS, DEFAULT
-from habitjobs.queue.registry import JobContext, JobSpec
+from habitjobs.queue.registry import JobSpec
 from habitjobs.queue.retry import RetryPolicy
+from habitjobs.resources import JobContext
 
 
 class Effect(BaseModel):

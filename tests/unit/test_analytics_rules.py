@@ -194,7 +194,7 @@ def test_weekly_row_by_hand() -> None:
         _day(0, "0.0000"),
         _day(2, "0.6667"),
     ]
-    runs = [
+    runs: list[list[str | None]] = [
         ["done", "done", None, "done", "done", "done"],  # a miss splits: the best run is 3
         ["done", "skipped", "done", "done", "done", "done"],  # the skip is neutral: 5
     ]

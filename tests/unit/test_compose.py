@@ -147,7 +147,7 @@ def test_app_service_commands_are_real_cli_commands(services: dict[str, Any], se
 def test_dockerfile_installs_the_locked_versions_and_runs_unprivileged() -> None:
     instructions = dockerfile_instructions()
     runs = " ".join(args for ins, args in instructions if ins == "RUN")
-    assert "-c constraints.txt" in runs
+    assert "--require-hashes --no-deps -r base.lock" in runs
     final_stage = instructions[max(i for i, (ins, _) in enumerate(instructions) if ins == "FROM") :]
     users = [args for ins, args in final_stage if ins == "USER"]
     assert users

@@ -5,7 +5,8 @@ from pydantic import BaseModel, ConfigDict
 
 from habitjobs.catalog import build_registry
 from habitjobs.queue.names import InvalidJobId, check_job_id
-from habitjobs.queue.registry import JobContext, JobSpec, Registry, UnknownJob
+from habitjobs.queue.registry import JobSpec, Registry, UnknownJob
+from habitjobs.resources import JobContext
 
 
 class Frozen(BaseModel):

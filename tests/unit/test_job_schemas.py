@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from habitjobs.catalog import build_registry
 from habitjobs.cli.main import app
 from habitjobs.queue.names import PUSH
-from habitjobs.queue.registry import JobContext, JobSpec, Registry
+from habitjobs.queue.registry import JobSpec, Registry
 from habitjobs.queue.retry import RetryPolicy
 from habitjobs.queue.schemas import job_schemas, render
+from habitjobs.resources import JobContext
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "job-schemas.json"
 REGENERATE = "habitjobs jobs schema --out docs/job-schemas.json"

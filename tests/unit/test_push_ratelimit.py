@@ -18,8 +18,8 @@ def test_a_full_bucket_lets_a_burst_through_then_paces_at_the_rate() -> None:
     bucket = TokenBucket(100, burst=10, clock=clock)
     waits = [bucket.reserve() for _ in range(12)]
     assert all(w == (True, 0.0) for w in waits[:10])
-    assert waits[10] == (True, pytest.approx(0.01))
-    assert waits[11] == (True, pytest.approx(0.02))
+    assert waits[10] == pytest.approx((True, 0.01))
+    assert waits[11] == pytest.approx((True, 0.02))
 
 
 def test_tokens_refill_with_time_up_to_the_burst() -> None:
@@ -37,9 +37,9 @@ def test_a_429_halves_the_rate_and_pauses_until_retry_after() -> None:
     bucket.throttled(7.0)
     assert bucket.rate_per_s == 500
     reserved, wait = bucket.reserve()
-    assert (reserved, wait) == (False, pytest.approx(7.0))
+    assert (reserved, wait) == pytest.approx((False, 7.0))
     clock.now += 3
-    assert bucket.reserve() == (False, pytest.approx(4.0))
+    assert bucket.reserve() == pytest.approx((False, 4.0))
 
 
 def test_repeated_429s_keep_halving_down_to_a_floor() -> None:
@@ -70,9 +70,9 @@ def test_giving_back_an_unused_token_restores_it() -> None:
     clock = Clock()
     bucket = TokenBucket(10, burst=1, clock=clock)
     assert bucket.reserve() == (True, 0.0)
-    assert bucket.reserve() == (True, pytest.approx(0.1))
+    assert bucket.reserve() == pytest.approx((True, 0.1))
     bucket.give_back()
-    assert bucket.reserve() == (True, pytest.approx(0.1))
+    assert bucket.reserve() == pytest.approx((True, 0.1))
 
 
 async def test_acquire_waits_briefly_but_reports_long_waits_instead_of_sleeping() -> None:

@@ -76,6 +76,6 @@ def test_missing_parameters_are_refused_where_the_notification_is_made() -> None
 
 def test_data_values_must_be_strings_and_few() -> None:
     with pytest.raises(ValidationError):
-        Notification(kind=Kind.TEST, data={"n": 3})  # type: ignore[dict-item]
+        Notification(kind=Kind.TEST, data={"n": 3})
     with pytest.raises(ValidationError):
         Notification(kind=Kind.TEST, data={str(i): "x" for i in range(11)})

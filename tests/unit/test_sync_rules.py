@@ -261,12 +261,13 @@ def test_habit_marks_only_for_history_changes() -> None:
         "deleted_at": None,
         "created_local_date": None,
     }
-    for change, marked in [
+    changes: list[tuple[dict[str, Any], bool]] = [
         ({"days_mask": 1}, True),
         ({"archived_at": T0}, True),
         ({"deleted_at": T0}, True),
         ({}, False),
-    ]:
+    ]
+    for change, marked in changes:
         marks = DirtyMarks()
         spec.marks(marks, {**before, **change}, before)
         assert marks.streaks == ({HABIT: FROM_THE_START} if marked else {})

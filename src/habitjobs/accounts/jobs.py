@@ -13,11 +13,11 @@ from habitjobs.dashboard.sessions import for_settings as dashboard_sessions
 from habitjobs.errors import RetryLater
 from habitjobs.queue.forget import forget
 from habitjobs.queue.names import DEFAULT
-from habitjobs.queue.registry import Awaited, AwaitedPage, AwaitedScan, FailedJob, JobContext, JobSpec
+from habitjobs.queue.registry import Awaited, AwaitedPage, AwaitedScan, FailedJob, JobSpec
 from habitjobs.queue.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.resources import JobContext, Resources
 
 # A deletion that finds jobs of the user running waits this long for them to finish, then looks again.
 _BUSY_RETRY_S = 5.0

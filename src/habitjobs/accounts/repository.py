@@ -110,10 +110,6 @@ async def count_enabled_devices(session: AsyncSession, user_id: uuid.UUID, *, ot
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def get_device(session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID) -> Device | None:
-    return await session.scalar(select(Device).where(Device.id == device_id, Device.user_id == user_id))
-
-
 async def list_devices(session: AsyncSession, user_id: uuid.UUID) -> list[Device]:
     return list(
         (

@@ -21,14 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-
-def weekday_bit(day: date) -> int:
-    """The ``days_mask`` bit of ``day`` (bit 0 = Monday … bit 6 = Sunday)."""
-    return 1 << day.weekday()
-
-
-def on_weekday(days_mask: int, day: date) -> bool:
-    return bool(days_mask & weekday_bit(day))
+from habitjobs.weekdays import on_weekday
 
 
 def local_day(instant: datetime, zone: str, day_start_minutes: int = 0) -> date:

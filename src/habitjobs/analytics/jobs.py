@@ -18,11 +18,11 @@ from habitjobs.config import Settings
 from habitjobs.errors import RetryLater
 from habitjobs.queue.names import ANALYTICS, SCHEDULER
 from habitjobs.queue.producer import Dedupe, EnqueueRequest
-from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.registry import JobSpec, Schedule
 from habitjobs.queue.retry import NO_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.resources import JobContext, Resources
 
 log = logging.getLogger(__name__)
 

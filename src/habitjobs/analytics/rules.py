@@ -24,9 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TypeVar
 
 from habitjobs.analytics.days import DayBounds, HabitLife, is_due
 from habitjobs.analytics.streaks import Mark, longest_run
+
+K = TypeVar("K")  # whatever identifies a habit: the same key in ``habits`` and ``entries``
 
 
 def ratio(part: int, whole: int, *, scale: int, places: int) -> Decimal | None:
@@ -70,8 +73,8 @@ def _tally(statuses: Sequence[str | None]) -> tuple[int, int, int]:
 
 def daily_row(
     bounds: DayBounds,
-    habits: Mapping[object, HabitFacts],
-    entries: Mapping[object, str],
+    habits: Mapping[K, HabitFacts],
+    entries: Mapping[K, str],
     focus: Iterable[FocusFacts],
 ) -> DailyRow:
     """One user's day. ``entries`` maps habit key → live entry status on that day."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import Enum
 
-from habitjobs.analytics.days import on_weekday
+from habitjobs.weekdays import on_weekday
 
 
 class Mark(Enum):
@@ -31,7 +31,7 @@ class Mark(Enum):
 
 
 @dataclass(frozen=True)
-class Schedule:
+class DueDays:
     """A habit's due days as plain dates (the user's zone already applied)."""
 
     days_mask: int
@@ -47,7 +47,7 @@ class Streak:
     computed_through: date  # the last ended day the streak accounts for
 
 
-def is_due_day(schedule: Schedule, day: date, *, has_entry: bool) -> bool:
+def is_due_day(schedule: DueDays, day: date, *, has_entry: bool) -> bool:
     """The due rule of :mod:`habitjobs.analytics.days`, with the habit's life reduced to local days."""
     if not on_weekday(schedule.days_mask, day):
         return False
@@ -57,13 +57,13 @@ def is_due_day(schedule: Schedule, day: date, *, has_entry: bool) -> bool:
     return day >= schedule.start_day and (archive is None or day < archive)
 
 
-def open_day(schedule: Schedule, today: date) -> date:
+def open_day(schedule: DueDays, today: date) -> date:
     """The one day that is not over yet for this habit: today, or its archive day if that came first."""
     archive = schedule.archive_day
     return today if archive is None else min(today, archive)
 
 
-def mark_of(schedule: Schedule, day: date, entry: str | None, today: date) -> Mark:
+def mark_of(schedule: DueDays, day: date, entry: str | None, today: date) -> Mark:
     """How one day counts. ``entry`` is 'done', 'skipped' or None (no live entry)."""
     if not is_due_day(schedule, day, has_entry=entry is not None):
         return Mark.NEUTRAL
@@ -74,7 +74,7 @@ def mark_of(schedule: Schedule, day: date, entry: str | None, today: date) -> Ma
     return Mark.NEUTRAL
 
 
-def marks(schedule: Schedule, entries: Mapping[date, str], today: date) -> list[tuple[date, Mark]]:
+def marks(schedule: DueDays, entries: Mapping[date, str], today: date) -> list[tuple[date, Mark]]:
     """Every day from the first entry to the open day, with how it counts."""
     last = open_day(schedule, today)
     relevant = [d for d in entries if d <= last]
@@ -99,7 +99,7 @@ def longest_run(sequence: Iterable[Mark]) -> int:
     return best
 
 
-def compute(schedule: Schedule, entries: Mapping[date, str], today: date) -> Streak:
+def compute(schedule: DueDays, entries: Mapping[date, str], today: date) -> Streak:
     """The streak from a habit's whole history. ``today`` is the user's local day now."""
     run = best = 0
     last_done: date | None = None

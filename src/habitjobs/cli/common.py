@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
@@ -15,7 +16,9 @@ from habitjobs.logs import configure_logging
 from habitjobs.observability import metrics
 
 T = TypeVar("T")
-console = Console()
+# Output that is not a terminal (a pipe, a file, a script) is not cut to 80 columns: job ids and names
+# stay whole, so they can be copied or parsed.
+console = Console() if sys.stdout.isatty() else Console(width=100_000)
 err_console = Console(stderr=True)
 
 

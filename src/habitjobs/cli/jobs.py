@@ -63,7 +63,8 @@ def counts(as_json: bool = JSON_OPTION) -> None:
         _print_json([asdict(q) for q in queues])
         return
     states = list(queues[0].counts) if queues else []
-    table = Table("queue", *states, "paused")
+    # ``states`` has a "paused" count (jobs waiting in a paused queue); the flag is its own column.
+    table = Table("queue", *states, "queue paused")
     for q in queues:
         table.add_row(q.name, *[str(q.counts[s]) for s in states], "yes" if q.paused else "")
     console.print(table)

@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from typing import Literal, cast
-
 import typer
 from rich.table import Table
 
-from habitjobs.accounts import service as accounts_service
-from habitjobs.accounts.repository import get_or_create_user
-from habitjobs.accounts.schemas import DevicePut
 from habitjobs.cli.common import console, fail, run, settings_or_exit
-from habitjobs.config import Settings
 from habitjobs.errors import HabitjobsError
-from habitjobs.push import repository as push_repo
-from habitjobs.push import service as push_service
 from habitjobs.push.models import UNFINISHED, PushDelivery
-from habitjobs.resources import Resources
+from habitjobs.push.testsend import Platform, send_test
 
 app = typer.Typer(no_args_is_help=True, help="Push notifications.")
-
-Platform = Literal["ios", "android"]
-
-
-async def send_test(
-    settings: Settings, email: str, *, fake_device: Platform | None = None, wait_s: float = 0.0
-) -> tuple[list[PushDelivery], list[str]]:
-    """Stage a test push for ``email`` (registering a fake device first if asked); wait up to ``wait_s``
-    for the outcomes. Returns the deliveries as last seen and the job ids."""
-    resources = Resources.open(settings, application_name="habitjobs-cli")
-    try:
-        async with resources.db.transaction() as session:
-            if fake_device is not None:
-                user = await get_or_create_user(session, email)
-                await accounts_service.register_device(
-                    session,
-                    user.id,
-                    uuid.uuid4(),
-                    DevicePut(platform=fake_device, push_token=f"dev-{uuid.uuid4().hex}", app_version="dev"),
-                    max_devices=settings.max_devices_per_user,
-                )
-            ids, job_ids = await push_service.send_test(
-                session, resources.outbox, email, now=resources.clock.now()
-            )
-        deadline = time.monotonic() + wait_s
-        while True:
-            async with resources.db.transaction() as session:
-                rows = await push_repo.get_deliveries(session, ids)
-            if time.monotonic() >= deadline or all(r.status not in UNFINISHED for r in rows):
-                return rows, job_ids
-            await asyncio.sleep(0.2)
-    finally:
-        await resources.aclose()
 
 
 def _table(rows: list[PushDelivery]) -> Table:
@@ -67,7 +23,7 @@ def _table(rows: list[PushDelivery]) -> Table:
 @app.command("send-test")
 def send_test_command(
     user: str = typer.Option(..., "--user", help="the user's e-mail"),
-    fake_device: str = typer.Option(
+    fake_device: Platform = typer.Option(
         None, help="first register a made-up ios/android device (dev and test only; creates the user if new)"
     ),
     wait_s: float = typer.Option(15.0, help="how long to wait for the outcomes (0: do not wait)"),
@@ -76,14 +32,10 @@ def send_test_command(
     settings = settings_or_exit()
     if "@" not in user:
         raise typer.BadParameter("not an e-mail address", param_hint="--user")
-    if fake_device is not None and fake_device not in ("ios", "android"):
-        raise typer.BadParameter("ios or android", param_hint="--fake-device")
     if fake_device is not None and settings.env == "prod":
         fail("--fake-device is for dev and test environments only")
     try:
-        rows, job_ids = run(
-            send_test(settings, user, fake_device=cast(Platform | None, fake_device), wait_s=wait_s)
-        )
+        rows, job_ids = run(send_test(settings, user, fake_device=fake_device, wait_s=wait_s))
     except HabitjobsError as exc:
         fail(exc.message)
     console.print(f"staged {len(rows)} test deliveries in job(s) {', '.join(job_ids)}")

@@ -31,7 +31,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the server could not be reached or is not accepting connections yet."""
-    import asyncpg  # type: ignore[import-untyped]  # no stubs
+    import asyncpg
 
     seen: BaseException | None = exc
     while seen is not None:

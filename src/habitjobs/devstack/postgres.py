@@ -20,7 +20,7 @@ import signal
 import time
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs; used for readiness and CREATE DATABASE
+import asyncpg  # no stubs (mypy: ignore_missing_imports); used for readiness and CREATE DATABASE
 
 from habitjobs.devstack import privileges
 from habitjobs.devstack.binaries import postgres_bin, postgres_install

@@ -166,7 +166,7 @@ class DevSupervisor:
 
     async def _migrate(self, settings: Settings) -> str:
         """Migrate to the newest revision; returns a token for the dev user (created if new)."""
-        from habitjobs.cli.token import issue_token
+        from habitjobs.accounts.tokens import issue_token
         from habitjobs.db import migrate
 
         url = settings.require_database_url()

@@ -27,18 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitjobs.db.base import Base
+from habitjobs.owned import Synced
+from habitjobs.weekdays import ALL_DAYS_MASK
 
-ALL_DAYS_MASK = 0b1111111  # bit 0 = Monday … bit 6 = Sunday
-
-
-class _Synced:
-    """Columns every synced entity has."""
-
-    client_updated_at: Mapped[datetime]
-    device_id: Mapped[str] = mapped_column(Text, server_default="")
-    server_version: Mapped[int] = mapped_column(server_default="0")
-    deleted_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+# Kept under this name for the models of this module and of reminders.
+_Synced = Synced
 
 
 class _FieldClocks:

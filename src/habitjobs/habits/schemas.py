@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from habitjobs.bounds import LocalDay, SafeText, TimeOfDay
-from habitjobs.habits.models import ALL_DAYS_MASK
+from habitjobs.weekdays import ALL_DAYS_MASK
 
 Name = Annotated[SafeText, Field(min_length=1, max_length=200)]
 DaysMask = Annotated[int, Field(ge=0, le=ALL_DAYS_MASK, description="bit 0 = Monday … bit 6 = Sunday")]

@@ -20,8 +20,9 @@ from habitjobs.maintenance import retention
 from habitjobs.push import service as push
 from habitjobs.queue import outbox
 from habitjobs.queue.names import SCHEDULER
-from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.registry import JobSpec, Schedule
 from habitjobs.queue.retry import NO_RETRY
+from habitjobs.resources import JobContext
 from habitjobs.sync import service as sync
 from habitjobs.sync.models import PAYLOAD_PARTITIONS
 

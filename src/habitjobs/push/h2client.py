@@ -14,6 +14,8 @@ import collections
 import logging
 import ssl
 import time
+from collections.abc import Awaitable
+from typing import Protocol
 
 from habitjobs.push.h2conn import Ambiguous, Connection, Headers, NotSent, Refused, Response, Unavailable
 from habitjobs.push.result import SendResult, retry
@@ -30,6 +32,21 @@ RECONNECT_PAUSE_S = 1.0
 # many refusals of one message make it a queue retry instead, so that a server that refuses everything
 # costs a bounded number of round trips.
 MAX_REFUSED_RESENDS = 50
+
+
+class PooledConnection(Protocol):
+    """What the pool uses of a connection (:class:`habitjobs.push.h2conn.Connection` in production)."""
+
+    reserved: int  # slots the pool promised to waiting requests
+    draining: bool
+    closed: bool
+
+    @property
+    def free(self) -> int: ...
+
+    def start(self, headers: Headers, body: bytes, deadline: float) -> Awaitable[Response]: ...
+
+    def close(self) -> None: ...
 
 
 class Http2Pool:
@@ -51,7 +68,7 @@ class Http2Pool:
         self._ssl = ssl_context
         self._size = connections
         self._connect_timeout_s = connect_timeout_s
-        self._conns: list[Connection] = []
+        self._conns: list[PooledConnection] = []
         self._connecting = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         # Waiters woken but not yet run: their slots are spoken for.
@@ -80,8 +97,18 @@ class Http2Pool:
             conn = await self._wait_for_slot(loop.time() + wait_s)
         return await conn.start(headers, body, loop.time() + answer_s)
 
-    def _pick(self) -> Connection | None:
-        best: Connection | None = None
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a free stream now (observability, tests)."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    def adopt(self, conn: PooledConnection) -> None:
+        """Add an open connection to the pool and let waiting requests use it."""
+        self._conns.append(conn)
+        self.wake()
+
+    def _pick(self) -> PooledConnection | None:
+        best: PooledConnection | None = None
         best_free = 0
         for conn in self._conns:
             free = conn.free
@@ -130,10 +157,9 @@ class Http2Pool:
         if self._closed:
             conn.close()
             return
-        self._conns.append(conn)
-        self.wake()
+        self.adopt(conn)
 
-    async def _wait_for_slot(self, deadline: float) -> Connection:
+    async def _wait_for_slot(self, deadline: float) -> PooledConnection:
         loop = asyncio.get_running_loop()
         first = True
         while True:

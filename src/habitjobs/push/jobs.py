@@ -11,11 +11,11 @@ from habitjobs.errors import PermanentFailure, RetryLater
 from habitjobs.push import dispatch, service
 from habitjobs.push.service import MAX_BATCH, SEND_JOB
 from habitjobs.queue.names import PUSH
-from habitjobs.queue.registry import AwaitedPage, AwaitedScan, FailedJob, JobContext, JobSpec
+from habitjobs.queue.registry import AwaitedPage, AwaitedScan, FailedJob, JobSpec
 from habitjobs.queue.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.resources import JobContext, Resources
 
 
 class SendBatch(BaseModel):

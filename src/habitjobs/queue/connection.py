@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import socket
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.exceptions import BusyLoadingError
@@ -65,28 +66,28 @@ def _keepalive_options() -> dict[int, int]:
 
 def redis_kwargs(url: str) -> dict[str, Any]:
     """Connection keyword arguments for ``url`` (redis://, rediss://, unix://), safe for bullmq's
-    blocking reads (no socket timeout, TCP keepalive)."""
-    parts = urlsplit(url)
-    kwargs: dict[str, Any] = {}
-    if parts.scheme in ("redis", "rediss"):
-        kwargs["host"] = parts.hostname or "127.0.0.1"
-        kwargs["port"] = parts.port or 6379
-        db = parts.path.lstrip("/")
-        kwargs["db"] = int(db) if db else 0
-        if parts.scheme == "rediss":
+    blocking reads (no socket timeout, TCP keepalive).
+
+    The URL is read by redis-py's own ``parse_url``, so everything it understands counts: credentials,
+    the database (``/2`` or ``?db=2``, also on ``unix://``), and query options such as ``rediss://…
+    ?ssl_cert_reqs=none`` or ``ssl_ca_certs=``. They become keyword arguments of ``Redis(...)``."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise UnsafeRedisOptions(
+            f"unsupported Redis URL scheme {scheme!r} (use redis://, rediss://, unix://)"
+        )
+    kwargs: dict[str, Any] = dict(parse_url(url))
+    connection_class = kwargs.pop("connection_class", None)
+    if connection_class is UnixDomainSocketConnection:
+        kwargs["unix_socket_path"] = kwargs.pop("path")
+    else:
+        kwargs.setdefault("host", "127.0.0.1")
+        kwargs.setdefault("port", 6379)
+        if connection_class is SSLConnection:
             kwargs["ssl"] = True
         kwargs["socket_keepalive"] = True
         kwargs["socket_keepalive_options"] = _keepalive_options()
-    elif parts.scheme == "unix":
-        kwargs["unix_socket_path"] = parts.path
-    else:
-        raise UnsafeRedisOptions(
-            f"unsupported Redis URL scheme {parts.scheme!r} (use redis://, rediss://, unix://)"
-        )
-    if parts.username:
-        kwargs["username"] = unquote(parts.username)
-    if parts.password:
-        kwargs["password"] = unquote(parts.password)
+    kwargs.setdefault("db", 0)
     kwargs.update(_REQUIRED)
     kwargs["socket_timeout"] = None
     kwargs["socket_connect_timeout"] = CONNECT_TIMEOUT_S

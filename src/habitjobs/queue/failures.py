@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from habitjobs.queue.registry import FailedJob
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.queue.context import QueueResources
 
 log = logging.getLogger(__name__)
 
 
-async def settle_final_failure(resources: Resources, failed: FailedJob) -> bool:
+async def settle_final_failure(resources: QueueResources, failed: FailedJob) -> bool:
     """Tell the job's domain that it failed for good. Returns False when its type declares no hook."""
     spec = resources.registry.find(failed.name)
     if spec is None or spec.on_final_failure is None:

@@ -7,9 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from habitjobs.config import Settings
+from habitjobs.queue.context import QueueResources
 from habitjobs.queue.names import SCHEDULER
 from habitjobs.queue.reconcile import reconcile
-from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.registry import HandlerContext, JobSpec, Schedule
 from habitjobs.queue.retry import NO_RETRY
 
 RECONCILE_JOB = "jobs.reconcile"
@@ -23,7 +24,7 @@ class Reconcile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-async def relay_outbox(ctx: JobContext, _payload: RelayOutbox) -> dict[str, Any]:
+async def relay_outbox(ctx: HandlerContext[QueueResources], _payload: RelayOutbox) -> dict[str, Any]:
     """Enqueue outbox rows whose after-commit enqueue never happened. (Acknowledged rows are deleted by
     ``maintenance.retention``.)"""
     settings = ctx.resources.settings
@@ -31,7 +32,7 @@ async def relay_outbox(ctx: JobContext, _payload: RelayOutbox) -> dict[str, Any]
     return {"relayed": relayed}
 
 
-async def reconcile_jobs(ctx: JobContext, _payload: Reconcile) -> dict[str, int]:
+async def reconcile_jobs(ctx: HandlerContext[QueueResources], _payload: Reconcile) -> dict[str, int]:
     """Enqueue again the jobs that waiting rows still need but Redis lost; settle unsettled failures."""
     return (await reconcile(ctx.resources)).as_dict()
 

@@ -35,7 +35,7 @@ from habitjobs.queue.producer import EnqueueRequest, Producer
 from habitjobs.queue.registry import Awaited, AwaitedScan, FailedJob, JobSpec, Position
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.queue.context import QueueResources
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _decode(raw: str | None) -> Position | None:
         return None
 
 
-async def reconcile(resources: Resources) -> ReconcileReport:
+async def reconcile(resources: QueueResources) -> ReconcileReport:
     """One reconciliation run (see the module)."""
     settings = resources.settings
     report = ReconcileReport()
@@ -98,7 +98,7 @@ async def reconcile(resources: Resources) -> ReconcileReport:
     return report
 
 
-async def _settle_removals(resources: Resources, report: ReconcileReport) -> None:
+async def _settle_removals(resources: QueueResources, report: ReconcileReport) -> None:
     redis = resources.producer.redis
     key = removed_key(resources.settings.queue_prefix)
     pending: dict[str, str] = await redis.hgetall(key)
@@ -115,7 +115,7 @@ async def _settle_removals(resources: Resources, report: ReconcileReport) -> Non
 
 
 async def _reconcile_type(
-    resources: Resources, spec: JobSpec[Any], older_than: datetime, report: ReconcileReport
+    resources: QueueResources, spec: JobSpec[Any], older_than: datetime, report: ReconcileReport
 ) -> None:
     assert spec.awaiting is not None
     settings = resources.settings

@@ -7,6 +7,10 @@ re-reads the rows, so a retried or duplicated job sees the current state.
 Beside its handler, a job type whose domain rows wait on its jobs declares two hooks, so the queue layer
 stays generic while every failure and every lost job reaches the rows:
 
+The queue layer knows nothing of the application: a handler gets a :class:`HandlerContext` generic over
+what the process hands it (the application's :class:`habitjobs.resources.Resources`, whose
+``JobContext`` alias is what handlers annotate), and the hooks get that same object.
+
 - ``on_final_failure(resources, FailedJob)``: the job ended failed for good — its handler gave up, it
   stalled too often, its payload was invalid, an operator removed it. Make the waiting rows say so (and
   let a later run of the same job, after an operator's retry, take them up again). Called from one place,
@@ -22,7 +26,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -30,10 +34,9 @@ from habitjobs.observability import context as log_context
 from habitjobs.queue.names import JOB_NAME_RE, QUEUES
 from habitjobs.queue.retry import DEFAULT_POLICY, RetryPolicy
 
-if TYPE_CHECKING:
-    from habitjobs.resources import Resources
-
 P = TypeVar("P", bound=BaseModel)
+# What the process hands its handlers and hooks (habitjobs.resources.Resources in this application).
+C = TypeVar("C")
 JsonValue = Any  # what a handler returns: anything json.dumps accepts (stored as the job's return value)
 
 
@@ -42,7 +45,7 @@ class UnknownJob(LookupError):
 
 
 @dataclass
-class JobContext:
+class HandlerContext(Generic[C]):
     """What a handler gets beside its payload: who it is, which attempt, and the process's resources."""
 
     job_id: str
@@ -50,7 +53,7 @@ class JobContext:
     queue: str
     attempt: int  # 1 for the first run
     max_attempts: int
-    resources: Resources
+    resources: C
     _job: Any = field(repr=False, default=None)
 
     async def progress(self, value: int | dict[str, Any]) -> None:
@@ -64,7 +67,8 @@ class JobContext:
             await self._job.log(line)
 
 
-Handler = Callable[[JobContext, P], Awaitable[JsonValue]]
+# Any: the registry holds handlers of whatever context the process hands them (one kind per process).
+Handler = Callable[[HandlerContext[Any], P], Awaitable[JsonValue]]
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,8 @@ class AwaitedPage:
     next_after: Position | None
 
 
-FinalFailureHook = Callable[["Resources", FailedJob], Awaitable[None]]
-AwaitingScan = Callable[["Resources", AwaitedScan], Awaitable[AwaitedPage]]
+FinalFailureHook = Callable[[Any, FailedJob], Awaitable[None]]
+AwaitingScan = Callable[[Any, AwaitedScan], Awaitable[AwaitedPage]]
 
 
 @dataclass(frozen=True)

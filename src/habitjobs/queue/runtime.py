@@ -19,9 +19,8 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bullmq import UnrecoverableError
 from pydantic import ValidationError
@@ -31,16 +30,14 @@ from habitjobs.observability import context as log_context
 from habitjobs.observability import jobs as observe
 from habitjobs.observability import tracing
 from habitjobs.queue.connection import redis_kwargs, worker_client
+from habitjobs.queue.context import QueueResources
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.monitor import METRICS_DATA_POINTS, worker_client_name
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
-from habitjobs.queue.registry import FailedJob, JobContext, Schedule
+from habitjobs.queue.registry import FailedJob, HandlerContext, Schedule
 from habitjobs.queue.retry import DEFAULT_POLICY
 from habitjobs.queue.watchdog import ActiveJob, LoopWatchdog
 from habitjobs.queue.worker import Worker
-
-if TYPE_CHECKING:
-    from habitjobs.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +45,7 @@ log = logging.getLogger(__name__)
 class WorkerRuntime:
     def __init__(
         self,
-        resources: Resources,
+        resources: QueueResources,
         *,
         queues: Sequence[str] | None = None,
         concurrency: Mapping[str, int] | int | None = None,
@@ -124,7 +121,7 @@ class WorkerRuntime:
             payload = spec.parse(data)
         except ValidationError as exc:
             raise UnrecoverableError(f"invalid payload for {spec.name}: {_describe(exc)}") from exc
-        ctx = JobContext(
+        ctx = HandlerContext(
             job_id=str(job.id),
             name=spec.name,
             queue=spec.queue,
@@ -133,7 +130,7 @@ class WorkerRuntime:
             resources=self.resources,
             _job=job,
         )
-        self.active[ctx.job_id] = ActiveJob(ctx.job_id, spec.name, spec.queue, token, time.monotonic())
+        self.active[ctx.job_id] = ActiveJob(ctx.job_id, spec.name, spec.queue, token)
         try:
             return await observe.run_job(
                 spec.queue,
@@ -296,9 +293,6 @@ class WorkerRuntime:
 
     def _on_error(self, err: BaseException, *_: Any) -> None:
         log.error("worker error: %r", err)
-
-    def request_stop(self) -> None:
-        self._stop_requested.set()
 
     async def stop(self, grace_s: float | None = None, *, force: asyncio.Event | None = None) -> bool:
         """Stop taking jobs, let active ones finish for ``grace_s`` (or until ``force`` is set), then

@@ -46,7 +46,6 @@ class ActiveJob:
     name: str
     queue: str
     token: str
-    started: float  # time.monotonic()
 
 
 class LoopWatchdog:

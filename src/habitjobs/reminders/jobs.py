@@ -10,12 +10,12 @@ from pydantic import BaseModel, ConfigDict
 
 from habitjobs.config import Settings
 from habitjobs.queue.names import SCHEDULER
-from habitjobs.queue.registry import JobContext, JobSpec, Schedule
+from habitjobs.queue.registry import JobSpec, Schedule
 from habitjobs.queue.retry import NO_RETRY
 from habitjobs.reminders.tick import TickResult, TickSettings, tick_chunk
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.resources import JobContext, Resources
 
 TICK_JOB = "reminders.tick"
 

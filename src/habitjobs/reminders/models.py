@@ -9,7 +9,8 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, SmallInteger
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitjobs.db.base import Base
-from habitjobs.habits.models import ALL_DAYS_MASK, _Synced
+from habitjobs.habits.models import _Synced
+from habitjobs.weekdays import ALL_DAYS_MASK
 
 KINDS = ("morning_routine", "evening_routine", "habit", "streak_risk")
 

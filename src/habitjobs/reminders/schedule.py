@@ -17,14 +17,10 @@ import zlib
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from habitjobs.habits.models import ALL_DAYS_MASK
+from habitjobs.weekdays import ALL_DAYS_MASK, on_weekday
 
 # A gap is at most a few hours in the real world; this bounds the search for its end.
 _MAX_GAP = timedelta(hours=3)
-
-
-def is_due_on(day: date, days_mask: int) -> bool:
-    return bool(days_mask >> day.weekday() & 1)
 
 
 def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -65,7 +61,7 @@ def _next_fire_at(after: datetime, at: time, days_mask: int, zone: ZoneInfo) -> 
     # Start a day early: `after` in UTC may still be "yesterday" locally relative to a late time.
     day = after.astimezone(zone).date() - timedelta(days=1)
     for _ in range(9):
-        if is_due_on(day, days_mask):
+        if on_weekday(days_mask, day):
             instant = local_instant(day, at, zone)
             if instant > after:
                 return instant

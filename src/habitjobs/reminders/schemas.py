@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from habitjobs.accounts.schemas import Timezone
 from habitjobs.bounds import TimeOfDay
-from habitjobs.habits.models import ALL_DAYS_MASK
+from habitjobs.weekdays import ALL_DAYS_MASK
 
 Kind = Literal["morning_routine", "evening_routine", "habit", "streak_risk"]
 DaysMask = Annotated[int, Field(ge=0, le=ALL_DAYS_MASK, description="bit 0 = Monday … bit 6 = Sunday")]

@@ -10,12 +10,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitjobs import caps
+from habitjobs import caps, owned
 from habitjobs.clock import Clock
 from habitjobs.errors import InvalidInput, NotFound
-from habitjobs.habits import repository as shared
 from habitjobs.habits.models import Habit, Routine
-from habitjobs.habits.service import id_taken, stamp_api_write
 from habitjobs.reminders import repository as repo
 from habitjobs.reminders.models import Reminder
 from habitjobs.reminders.schedule import next_fire_at
@@ -32,9 +30,9 @@ def compute_next_fire(
 
 async def _check_refs(session: AsyncSession, user_id: uuid.UUID, values: dict[str, Any]) -> None:
     habit_id, routine_id = values.get("habit_id"), values.get("routine_id")
-    if habit_id is not None and await shared.get_live(session, Habit, user_id, habit_id) is None:
+    if habit_id is not None and await owned.get_live(session, Habit, user_id, habit_id) is None:
         raise InvalidInput(f"habit {habit_id} does not exist", field="habit_id")
-    if routine_id is not None and await shared.get_live(session, Routine, user_id, routine_id) is None:
+    if routine_id is not None and await owned.get_live(session, Routine, user_id, routine_id) is None:
         raise InvalidInput(f"routine {routine_id} does not exist", field="routine_id")
 
 
@@ -43,7 +41,7 @@ async def list_reminders(session: AsyncSession, user_id: uuid.UUID) -> list[Remi
 
 
 async def get_reminder(session: AsyncSession, user_id: uuid.UUID, reminder_id: uuid.UUID) -> Reminder:
-    reminder = await shared.get_live(session, Reminder, user_id, reminder_id)
+    reminder = await owned.get_live(session, Reminder, user_id, reminder_id)
     if reminder is None:
         raise NotFound(f"reminder {reminder_id} not found")
     return reminder
@@ -57,9 +55,9 @@ async def create_reminder(
         raise InvalidInput("a habit reminder needs habit_id", field="habit_id")
     values = body.model_dump()
     await _check_refs(session, user_id, values)
-    stamp = await stamp_api_write(session, clock, user_id)
+    stamp = await owned.stamp_api_write(session, clock, user_id)
     # Counted under the version lock stamp_api_write took: concurrent creates are serialised.
-    caps.REMINDERS.check(await shared.count_live(session, Reminder, user_id), max_reminders)
+    caps.REMINDERS.check(await owned.count_live(session, Reminder, user_id), max_reminders)
     values.update(
         stamp,
         id=body.id or uuid.uuid4(),
@@ -72,9 +70,9 @@ async def create_reminder(
             enabled=body.enabled,
         ),
     )
-    reminder = await shared.insert_new(session, Reminder, values)
+    reminder = await owned.insert_new(session, Reminder, values)
     if reminder is None:
-        raise await id_taken(session, Reminder, user_id, values["id"])
+        raise await owned.id_taken(session, Reminder, user_id, values["id"])
     return reminder
 
 
@@ -89,7 +87,7 @@ async def patch_reminder(
     await _check_refs(session, user_id, values)
     if current.kind == "habit" and "habit_id" in values and values["habit_id"] is None:
         raise InvalidInput("a habit reminder needs habit_id", field="habit_id")
-    stamp = await stamp_api_write(session, clock, user_id)
+    stamp = await owned.stamp_api_write(session, clock, user_id)
     values.update(
         stamp,
         next_fire_at=compute_next_fire(
@@ -100,7 +98,7 @@ async def patch_reminder(
             enabled=values.get("enabled", current.enabled),
         ),
     )
-    reminder = await shared.update_owned(session, Reminder, user_id, reminder_id, values)
+    reminder = await owned.update_owned(session, Reminder, user_id, reminder_id, values)
     if reminder is None:
         raise NotFound(f"reminder {reminder_id} not found")
     return reminder
@@ -109,10 +107,10 @@ async def patch_reminder(
 async def delete_reminder(
     session: AsyncSession, clock: Clock, user_id: uuid.UUID, reminder_id: uuid.UUID
 ) -> None:
-    stamp = await stamp_api_write(session, clock, user_id)
+    stamp = await owned.stamp_api_write(session, clock, user_id)
     values = {**stamp, "deleted_at": stamp["client_updated_at"], "next_fire_at": None}
     # Only the owner's live reminder matches: anything else is a 404 (and the transaction rolls back).
-    if await shared.update_owned(session, Reminder, user_id, reminder_id, values) is None:
+    if await owned.update_owned(session, Reminder, user_id, reminder_id, values) is None:
         raise NotFound(f"reminder {reminder_id} not found")
 
 

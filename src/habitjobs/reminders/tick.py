@@ -33,11 +33,13 @@ from habitjobs.reminders.schedule import local_date_of, next_fire_at, spread_off
 
 @dataclass(frozen=True)
 class TickSettings:
-    lookahead_s: int = 60  # claim what fires within the next minute: the next tick would be late for it
-    tolerance_s: int = 900  # a reminder more than this late is skipped, not sent
-    chunk: int = 5_000
+    """The tick's knobs, from the settings (reminders/jobs.py: tick_settings)."""
+
+    lookahead_s: int  # claim what fires within this: the next tick would be late for it
+    tolerance_s: int  # a reminder more than this late is skipped, not sent
+    chunk: int
+    min_streak_days: int
     spread_s: int = 60
-    min_streak_days: int = 2
 
 
 @dataclass

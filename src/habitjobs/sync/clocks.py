@@ -15,10 +15,11 @@ from typing import Any
 
 from habitjobs import bounds
 
-Clock = tuple[datetime, str]
+# The clock of one write (not a time source: that is habitjobs.clock.Clock).
+WriteClock = tuple[datetime, str]
 
 # Older than any real write: the clock of a field nobody has written yet.
-ZERO: Clock = (datetime(1970, 1, 1, tzinfo=UTC), "")
+ZERO: WriteClock = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -65,12 +66,12 @@ def clamp(timestamp: datetime, limit: datetime) -> datetime:
     return min(timestamp, limit)
 
 
-def encode(clock: Clock) -> list[str]:
+def encode(clock: WriteClock) -> list[str]:
     """JSON form of a clock, as stored in ``field_clocks``."""
     return [clock[0].isoformat(), clock[1]]
 
 
-def decode(raw: Any) -> Clock | None:
+def decode(raw: Any) -> WriteClock | None:
     """The inverse of :func:`encode`; None for anything malformed (treated as never written)."""
     if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[1], str):
         return None

@@ -22,9 +22,10 @@ from sqlalchemy import Table
 from habitjobs.accounts.schemas import Timezone
 from habitjobs.bounds import Instant, LocalDay, SafeText, TimeOfDay
 from habitjobs.db.base import Base
-from habitjobs.habits.models import ALL_DAYS_MASK, FocusSession, Habit, HabitCompletion, Routine
+from habitjobs.habits.models import FocusSession, Habit, HabitCompletion, Routine
 from habitjobs.reminders.models import Reminder
 from habitjobs.reminders.schemas import Kind as ReminderKind
+from habitjobs.weekdays import ALL_DAYS_MASK
 
 MergeKind = Literal["record", "settings"]
 OpKind = Literal["upsert", "patch", "delete"]

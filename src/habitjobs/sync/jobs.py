@@ -19,7 +19,6 @@ from habitjobs.queue.registry import (
     AwaitedPage,
     AwaitedScan,
     FailedJob,
-    JobContext,
     JobSpec,
     Schedule,
 )
@@ -28,7 +27,7 @@ from habitjobs.sync import repository as repo
 from habitjobs.sync import service
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.resources import JobContext, Resources
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from habitjobs.sync import clocks
-from habitjobs.sync.clocks import Clock
+from habitjobs.sync.clocks import WriteClock
 from habitjobs.sync.entities import DirtyMarks, EntitySpec
 from habitjobs.sync.mutations import ID_CONFLICT, NOT_FOUND, Op, Rejection
 
@@ -52,7 +52,7 @@ class EntityMerge:
                 spec.marks(marks, row, self.before[row["id"]])
 
 
-def row_clock(row: Row) -> Clock:
+def row_clock(row: Row) -> WriteClock:
     return (row["client_updated_at"], row["device_id"])
 
 
@@ -71,7 +71,7 @@ class _Fold:
         self.id = entity_id
         self.user_id = user_id
         self.state: dict[str, Any] | None = dict(current) if current is not None else None
-        self.field_clocks: dict[str, Clock] = {}
+        self.field_clocks: dict[str, WriteClock] = {}
         if self.state is not None and spec.merge == "settings":
             self.field_clocks = _effective_field_clocks(spec, self.state)
         self.changed = False
@@ -85,7 +85,7 @@ class _Fold:
     def _fresh(self, op: Op) -> dict[str, Any]:
         return {"id": self.id, "user_id": self.user_id, **op.values, "deleted_at": None}
 
-    def _stamp(self, clock: Clock) -> None:
+    def _stamp(self, clock: WriteClock) -> None:
         assert self.state is not None
         self.state["client_updated_at"], self.state["device_id"] = clock
         self.changed = True
@@ -148,7 +148,7 @@ class _NotFound(Exception):
     pass
 
 
-def _effective_field_clocks(spec: EntitySpec, row: Row) -> dict[str, Clock]:
+def _effective_field_clocks(spec: EntitySpec, row: Row) -> dict[str, WriteClock]:
     stored: Mapping[str, Any] = row.get("field_clocks") or {}
     decoded = {k: c for k, raw in stored.items() if (c := clocks.decode(raw)) is not None}
     current = row_clock(row)

@@ -3,7 +3,7 @@ children, record dirty marks — one statement each per entity and chunk, whatev
 
 Rows travel as one parameter each way (``jsonb_to_recordset`` in, one result set out): one prepared
 statement per entity whatever the chunk size. All of it runs inside the caller's transaction, which holds
-the user's version lock (:func:`habitjobs.sync.repository.bump_version`).
+the user's version lock (:func:`habitjobs.owned.bump_version`).
 """
 
 from __future__ import annotations

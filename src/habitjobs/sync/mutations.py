@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from typing_extensions import TypedDict
 
 from habitjobs.sync import clocks
-from habitjobs.sync.clocks import Clock
+from habitjobs.sync.clocks import WriteClock
 from habitjobs.sync.entities import ENTITIES, EntitySpec, OpKind
 
 # Rejection codes (the client drops a rejected mutation from its queue and may show the code).
@@ -72,7 +72,7 @@ class Op:
     spec: EntitySpec
     kind: OpKind
     id: uuid.UUID
-    clock: Clock
+    clock: WriteClock
     # upsert: every data field; patch: only the fields sent; delete: nothing.
     values: dict[str, Any]
 

@@ -24,19 +24,7 @@ from habitjobs.sync.entities import ENTITIES, EntitySpec
 from habitjobs.sync.models import SyncBatch, SyncClient, UserSyncState
 from habitjobs.sync.schemas import PULL_HIDDEN
 
-# --- the user's version ---------------------------------------------------------------------------
-
-
-_BUMP = text(
-    "INSERT INTO user_sync_state AS s (user_id, version) VALUES (:user_id, 1) "
-    "ON CONFLICT (user_id) DO UPDATE SET version = s.version + 1 RETURNING s.version"
-)
-
-
-async def bump_version(session: AsyncSession, user_id: uuid.UUID) -> int:
-    """Take the user's next version. The row stays locked until the transaction ends, which
-    serialises one user's writes: commit order equals version order, so versions are a safe cursor."""
-    return int((await session.execute(_BUMP, {"user_id": user_id})).scalar_one())
+# --- the user's version: taken with habitjobs.owned.bump_version (API writes take it too) --------
 
 
 async def use_snapshot(session: AsyncSession) -> None:

@@ -17,7 +17,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitjobs import bounds
+from habitjobs import bounds, owned
 from habitjobs.accounts import signin
 from habitjobs.caps import entity_caps
 from habitjobs.config import Settings
@@ -330,7 +330,7 @@ async def merge_next_chunk(
     (``may_wait``: one may still be in flight), then fails with the gap, telling the client where to
     resume.
     """
-    version = await repo.bump_version(session, work.user_id)
+    version = await owned.bump_version(session, work.user_id)
     header = SyncBatch(batch_id=work.batch_id, user_id=work.user_id, client_id=work.client_id)
     batch, last = await repo.lock_batch_and_client(session, header, work.schema_version)
     if batch is None or last is None:

@@ -1,4 +1,4 @@
-"""sync: offline sync tables (issue: offline data sync)
+"""sync: offline sync tables
 
 Revision ID: 0002
 Revises: 0001

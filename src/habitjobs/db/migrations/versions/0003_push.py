@@ -1,4 +1,4 @@
-"""push: push deliveries (issue: push notifications)
+"""push: push deliveries
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""analytics: streaks and statistics tables (issue: analytics)
+"""analytics: streaks and statistics tables
 
 Revision ID: 0005
 Revises: 0004

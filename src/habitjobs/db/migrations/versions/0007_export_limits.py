@@ -1,4 +1,4 @@
-"""export limits: one export in flight per user, expiry, size (issue: limits)
+"""export limits: one export in flight per user, expiry, size
 
 Revision ID: 0007
 Revises: 0005
