@@ -107,17 +107,11 @@ class Http2Pool:
         task.add_done_callback(self._tasks.discard)
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
         conn = Connection(self)
         try:
             await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: conn, self.host, self.port, ssl=self._ssl, server_hostname=self.host
-                ),
-                self._connect_timeout_s,
+                conn.open(self.host, self.port, self._ssl, self.host), self._connect_timeout_s
             )
-            if not conn.ready:
-                raise ConnectionError("the server did not negotiate HTTP/2")
         except (OSError, TimeoutError, ConnectionError, ssl.SSLError) as exc:
             self._last_error = f"cannot connect to {self.host}:{self.port}: {exc!r}"
             log.warning("%s", self._last_error)
