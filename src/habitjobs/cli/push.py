@@ -18,7 +18,9 @@ from habitjobs.config import Settings
 from habitjobs.errors import HabitjobsError
 from habitjobs.push import repository as push_repo
 from habitjobs.push import service as push_service
-from habitjobs.push.models import UNFINISHED, PushDelivery
+from habitjobs.push.models import SENT, UNFINISHED, PushDelivery
+from habitjobs.queue.inspect import JobView, get_job
+from habitjobs.queue.names import PUSH
 from habitjobs.resources import Resources
 
 app = typer.Typer(no_args_is_help=True, help="Push notifications.")
@@ -26,11 +28,16 @@ app = typer.Typer(no_args_is_help=True, help="Push notifications.")
 Platform = Literal["ios", "android"]
 
 
+# A job in one of these states will not touch its deliveries again (until an operator retries it).
+_JOB_OVER = ("completed", "failed")
+
+
 async def send_test(
     settings: Settings, email: str, *, fake_device: Platform | None = None, wait_s: float = 0.0
-) -> tuple[list[PushDelivery], list[str]]:
+) -> tuple[list[PushDelivery], list[str], list[JobView]]:
     """Stage a test push for ``email`` (registering a fake device first if asked); wait up to ``wait_s``
-    for the outcomes. Returns the deliveries as last seen and the job ids."""
+    for the outcomes — or until the job is over, whatever its deliveries say. Returns the deliveries and
+    the jobs as last seen, and the job ids."""
     resources = Resources.open(settings, application_name="habitjobs-cli")
     try:
         async with resources.db.transaction() as session:
@@ -50,8 +57,11 @@ async def send_test(
         while True:
             async with resources.db.transaction() as session:
                 rows = await push_repo.get_deliveries(session, ids)
-            if time.monotonic() >= deadline or all(r.status not in UNFINISHED for r in rows):
-                return rows, job_ids
+            jobs = [job for job_id in job_ids if (job := await get_job(resources.producer, PUSH, job_id))]
+            finished = all(r.status not in UNFINISHED for r in rows)
+            jobs_over = len(jobs) == len(job_ids) and all(job.state in _JOB_OVER for job in jobs)
+            if time.monotonic() >= deadline or finished or jobs_over:
+                return rows, job_ids, jobs
             await asyncio.sleep(0.2)
     finally:
         await resources.aclose()
@@ -81,15 +91,32 @@ def send_test_command(
     if fake_device is not None and settings.env == "prod":
         fail("--fake-device is for dev and test environments only")
     try:
-        rows, job_ids = run(
+        rows, job_ids, jobs = run(
             send_test(settings, user, fake_device=cast(Platform | None, fake_device), wait_s=wait_s)
         )
     except HabitjobsError as exc:
         fail(exc.message)
     console.print(f"staged {len(rows)} test deliveries in job(s) {', '.join(job_ids)}")
     console.print(_table(rows))
-    if any(r.status in UNFINISHED for r in rows) and wait_s > 0:
-        console.print("[yellow]still pending: is a worker running for the push queue?[/]")
+    if wait_s <= 0:
+        return  # staged only, as asked
+    for job in jobs:
+        detail = f": {job.failed_reason}" if job.failed_reason else ""
+        console.print(f"job {job.id}: {job.state} (attempts {job.attempts_made}/{job.max_attempts}){detail}")
+    sent = sum(1 for r in rows if r.status == SENT)
+    if sent == len(rows):
+        return
+    if any(job.state == "failed" for job in jobs):
+        fail(f"the send job failed: {sent} of {len(rows)} test deliveries sent", code=1)
+    if any(r.status in UNFINISHED for r in rows):
+        waiting = [j.state for j in jobs if j.state not in _JOB_OVER] or ["not picked up"]
+        hint = (
+            " (is a worker running for the push queue?)"
+            if {"waiting", "not picked up"} & set(waiting)
+            else ""
+        )
+        fail(f"{sent} of {len(rows)} test deliveries sent; job {', '.join(waiting)}{hint}", code=1)
+    fail(f"{sent} of {len(rows)} test deliveries sent", code=1)
 
 
 def register(main: typer.Typer) -> None:
