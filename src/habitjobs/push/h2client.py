@@ -14,11 +14,32 @@ import collections
 import logging
 import ssl
 import time
+from collections.abc import Callable
 
 from habitjobs.push.h2conn import Ambiguous, Connection, Headers, NotSent, Refused, Response, Unavailable
-from habitjobs.push.result import SendResult, retry
+from habitjobs.push.result import Outcome, SendResult, retry
 
-__all__ = ["Ambiguous", "Headers", "Http2Pool", "NotSent", "Refused", "Response", "Unavailable", "exchange"]
+__all__ = [
+    "Ambiguous",
+    "Headers",
+    "Http2Pool",
+    "NotSent",
+    "Refused",
+    "Response",
+    "Stop",
+    "Stopped",
+    "Unavailable",
+    "exchange",
+]
+
+# Asked right before a request is written: a reason not to send it after all (its provider was paused
+# while it waited for a stream), or None.
+Stop = Callable[[], str | None]
+
+
+class Stopped(NotSent):
+    """Not sent: the caller's ``stop`` said no when the request's turn came."""
+
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +87,11 @@ class Http2Pool:
     def authority(self) -> bytes:
         return f"{self.host}:{self.port}".encode() if self.port != 443 else self.host.encode()
 
-    async def request(self, headers: Headers, body: bytes, *, wait_s: float, answer_s: float) -> Response:
-        """Send one request. Raises :class:`Refused`, :class:`Unavailable` or :class:`Ambiguous`.
+    async def request(
+        self, headers: Headers, body: bytes, *, wait_s: float, answer_s: float, stop: Stop | None = None
+    ) -> Response:
+        """Send one request. Raises :class:`Refused`, :class:`Unavailable`, :class:`Stopped` or
+        :class:`Ambiguous`.
 
         ``wait_s`` bounds the wait for a free stream (past it: :class:`Unavailable`, nothing sent);
         ``answer_s`` counts from the moment the request goes out (past it: :class:`Ambiguous`). Separate on
@@ -78,6 +102,10 @@ class Http2Pool:
         conn = self._pick() if not self._waiters else None
         if conn is None:
             conn = await self._wait_for_slot(loop.time() + wait_s)
+        if stop is not None and (why := stop()) is not None:
+            conn.reserved -= 1  # the slot goes to the next in line
+            self.wake()
+            raise Stopped(why)
         return await conn.start(headers, body, loop.time() + answer_s)
 
     def _pick(self) -> Connection | None:
@@ -210,7 +238,13 @@ def _expire_waiter(waiter: asyncio.Future[None]) -> None:
 
 
 async def exchange(
-    pool: Http2Pool, headers: Headers, body: bytes, *, timeout_s: float, provider: str
+    pool: Http2Pool,
+    headers: Headers,
+    body: bytes,
+    *,
+    timeout_s: float,
+    provider: str,
+    stop: Stop | None = None,
 ) -> Response | SendResult:
     """One push request as both senders make it: the provider's answer, or the queue retry standing for none.
 
@@ -222,7 +256,9 @@ async def exchange(
     refused = 0
     while (remaining := deadline - loop.time()) > 0:
         try:
-            return await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s)
+            return await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s, stop=stop)
+        except Stopped as exc:  # paused while it waited: nothing was sent
+            return SendResult(Outcome.AUTH_CONFIG, reason=str(exc))
         except Refused as exc:  # never processed: resend at once
             refused += 1
             if refused > MAX_REFUSED_RESENDS:

@@ -512,15 +512,24 @@ class Connection:
         with contextlib.suppress(ProtocolError, StreamClosedError):
             self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
 
+    # The answer is handed over before the pool is woken: the task that gets it runs before the waiters, so
+    # what the answer decides (a provider pause) is in force when they take their streams.
+
     def _finish(self, stream_id: int) -> None:
         stream = self._release(stream_id)
-        if stream is not None and not stream.future.done():
+        if stream is None:
+            return
+        if not stream.future.done():
             stream.future.set_result(Response(stream.status, stream.headers, stream.body))
+        self._pool.wake()
 
     def _fail(self, stream_id: int, exc: Exception) -> None:
         stream = self._release(stream_id)
-        if stream is not None and not stream.future.done():
+        if stream is None:
+            return
+        if not stream.future.done():
             stream.future.set_exception(exc)
+        self._pool.wake()
 
     def _release(self, stream_id: int) -> _Stream | None:
         stream = self._streams.pop(stream_id, None)
@@ -531,7 +540,6 @@ class Connection:
             stream.timer.cancel()
         if self.draining and not self._streams:
             self.close()
-        self._pool.wake()
         return stream
 
     # --- output ------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bullmq import UnrecoverableError, Worker
+from bullmq import DelayedError, UnrecoverableError, Worker
 from pydantic import ValidationError
 
-from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.errors import PermanentFailure, RetryLater, SlowDown
 from habitjobs.queue.connection import bullmq_connection, redis_kwargs
 from habitjobs.queue.failures import settle_final_failure
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from habitjobs.resources import Resources
 
 log = logging.getLogger(__name__)
+
+# A job told to slow down (:class:`SlowDown`) is delayed without counting an attempt while it is younger
+# than this; after that a slow-down counts like any retry, so a provider that never stops refusing still
+# ends the job within its attempts.
+SLOW_DOWN_WINDOW_S = 1800.0
 
 
 class WorkerRuntime:
@@ -127,6 +132,20 @@ class WorkerRuntime:
             return await spec.handler(ctx, payload)
         except PermanentFailure as exc:
             raise UnrecoverableError(f"{spec.name}: {exc.message}") from exc
+        except SlowDown as exc:
+            age_s = time.time() - float(job.timestamp or 0) / 1000
+            if age_s >= SLOW_DOWN_WINDOW_S:
+                raise  # counts as an attempt (a RetryLater)
+            until_ms = round((time.time() + max(exc.after_s, 0.05)) * 1000)
+            await job.moveToDelayed(until_ms, token)
+            log.info(
+                "job %s (%s) slowed down for %.1f s, no attempt counted: %s",
+                job.id,
+                spec.name,
+                exc.after_s,
+                exc.message,
+            )
+            raise DelayedError(exc.message) from exc
         finally:
             self.active.pop(ctx.job_id, None)
 

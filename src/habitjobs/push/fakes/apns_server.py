@@ -281,6 +281,8 @@ class _ApnsConnection(asyncio.Protocol):
         request = self.open[stream_id]
         token = request.headers.get(":path", "").rsplit("/", 1)[-1]
         delay = self.behaviour.latency_ms / 1000
+        if self.env == "sandbox" and self.behaviour.apns_sandbox_silent:
+            return  # never answered
         if prefix(token) == "slow":
             delay += self.behaviour.slow_s
         if delay > 0:
@@ -334,6 +336,8 @@ class _ApnsConnection(asyncio.Protocol):
         if not headers.get(":path", "").startswith("/3/device/") or not token:
             return 404, "BadPath", {}
         auth_error = self.fake.check_provider_token(headers.get("authorization", ""))
+        if self.env == "sandbox" and self.behaviour.apns_sandbox_refuses_key:
+            auth_error = "InvalidProviderToken"
         if auth_error is not None:
             return 403, auth_error, {}
         topic = headers.get("apns-topic")
