@@ -141,9 +141,10 @@ _CONFIG = H2Configuration(
 
 
 _READ_SIZE = 256 * 1024
-# After a write error, how long reading may go on for the answers already on their way before the
-# connection is given up (the peer has reset or closed its side: the end of the stream is near).
-DRAIN_AFTER_WRITE_ERROR_S = 2.0
+# After a write error, the longest reading goes on for the answers already on their way, should the peer
+# never end the stream. Only a safety net: the connection closes as soon as its last stream is resolved
+# (answered, or past its own deadline), and a loaded machine must not cut off answers that have arrived.
+DRAIN_AFTER_WRITE_ERROR_S = 30.0
 
 
 class Connection:
@@ -582,3 +583,5 @@ class Connection:
             self._flush()
         if not self._wbuf or self._write_failed:
             self._shutdown()
+        else:  # the goodbye is still being written; a peer that stopped reading does not hold us up
+            self._drain_timer = self._loop.call_later(DRAIN_AFTER_WRITE_ERROR_S, self._lost, None)
