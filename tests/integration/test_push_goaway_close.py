@@ -86,7 +86,7 @@ async def one_batch(res: Resources, fakes: RunningFakes, batch: int) -> None:
     for job_id in job_ids:
         job = await get_job(res.producer, PUSH, job_id)
         assert job is not None
-        assert (job.state, job.attempts_made) == ("completed", 1), (batch, job.state, job.failed_reason)
+        assert job.state == "completed", (batch, job.state, job.attempts_made, job.failed_reason)
     async with res.db.transaction() as session:
         rows = (
             await session.execute(

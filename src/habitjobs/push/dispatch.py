@@ -186,7 +186,7 @@ async def send_batch(resources: Resources, delivery_ids: list[uuid.UUID]) -> Bat
         report.counts[result.outcome.value] += 1
         if result.outcome is Outcome.RETRY:
             report.note_retry(result.retry_after_s or 1.0)
-            if result.throttled:
+            if result.slow_down:
                 report.throttled += 1
         elif result.outcome is Outcome.AUTH_CONFIG:
             if result.reason not in report.auth_errors:

@@ -80,7 +80,7 @@ class PushGateway:
         bucket = self.limits[message.provider]
         wait_s = await bucket.acquire(MAX_RATE_WAIT_S)
         if wait_s is not None:
-            return retry(f"{message.provider} rate limit", wait_s, throttled=True)
+            return retry(f"{message.provider} rate limit", wait_s, slow_down=True)
         paused = self.paused(message)
         if paused is not None:
             return SendResult(Outcome.AUTH_CONFIG, reason=paused)

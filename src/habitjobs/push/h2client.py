@@ -37,6 +37,10 @@ __all__ = [
 Stop = Callable[[], str | None]
 
 
+class NoFreeStream(Unavailable):
+    """The server's streams stayed busy until the deadline (it is throttling us): nothing was sent."""
+
+
 class Stopped(NotSent):
     """Not sent: the caller's ``stop`` said no when the request's turn came."""
 
@@ -234,7 +238,7 @@ class Http2Pool:
 
 def _expire_waiter(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(Unavailable("no free stream before the deadline"))
+        waiter.set_exception(NoFreeStream("no free stream before the deadline"))
 
 
 async def exchange(
@@ -263,8 +267,10 @@ async def exchange(
             refused += 1
             if refused > MAX_REFUSED_RESENDS:
                 return retry(f"{provider} refused the stream {refused} times ({exc})", 1.0)
+        except NoFreeStream as exc:  # the server keeps its streams few: a "slow down", not a failure
+            return retry(f"{provider} had no free stream, nothing sent: {exc}", 5.0, slow_down=True)
         except Unavailable as exc:
-            return retry(f"{provider} unavailable, nothing sent (unreachable or no free stream): {exc}", 5.0)
+            return retry(f"{provider} unavailable, nothing sent (unreachable): {exc}", 5.0)
         except Ambiguous as exc:
             return retry(f"no answer from {provider} ({exc}); it may have been delivered", 1.0)
     return retry(f"{provider} refused the stream {refused} times before the deadline", 1.0)
