@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from habitjobs.analytics.days import day_bounds, local_day
 from habitjobs.clock import FrozenClock
 from habitjobs.resources import Resources
+from tests.conftest import ApiUser
 from tests.support.analytics_data import (
     LONG_AGO,
     add_entry,
@@ -76,8 +78,8 @@ async def test_havana_fold_day_daily_row_and_streak_agree(resources: Resources) 
 
 
 async def test_a_row_computed_before_its_day_ended_is_served_as_not_final(
-    client: httpx.AsyncClient, resources: Resources, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, resources: Resources, make_user: Callable[[], Awaitable[ApiUser]]
+) -> None:
     user = await make_user()
     today = date(2026, 5, 4)
     async with resources.db.transaction() as session:
