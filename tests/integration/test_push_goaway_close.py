@@ -35,7 +35,11 @@ def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFakes]:
 
 @pytest.fixture
 async def res(settings: Settings, fakes: RunningFakes) -> AsyncIterator[Resources]:
-    resources = Resources.open(settings_for(settings, fakes))
+    # The default job lock (15 s), not the test suite's 2 s: this test is about the push client, and on a
+    # loaded machine the fakes (a thread of this process) can hold the loop long enough to cost a 2 s lock.
+    resources = Resources.open(
+        settings_for(settings, fakes, lock_duration_ms=15_000, stalled_interval_ms=5_000)
+    )
     yield resources
     await resources.aclose()
 
