@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     jwt_issuer: str = "habitjobs"
+    # The operators' dashboard at /admin: where `habitjobs admin login-link` points (this server's
+    # public address), how long a printed link stays usable (once), how long a session lasts.
+    admin_base_url: str = "http://127.0.0.1:8000"
+    admin_login_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    admin_session_ttl_s: int = Field(default=8 * 3600, ge=60)
     # Slow and broken clients (per API process): the request line and headers must arrive within this
     # long of the connection opening (or of the first byte of a later request), the body within
     # api_body_timeout_s of the headers' end; else 408 and the connection is closed. One client IP

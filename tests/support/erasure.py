@@ -18,6 +18,8 @@ import httpx
 import redis.asyncio as aioredis
 from sqlalchemy import text
 
+from habitjobs.dashboard import repository as audit
+from habitjobs.dashboard.sessions import for_settings as sessions_for
 from habitjobs.push import service as push_service
 from habitjobs.push.schemas import Notification
 from habitjobs.resources import Resources
@@ -288,6 +290,10 @@ async def seed_users(resources: Resources, client: httpx.AsyncClient, users: lis
                 # Staged and queued; no push worker runs in these tests.
                 await push_service.stage_send(session, resources.outbox, ids, user_id=user.user_id)
             assert (await client.post("/v1/me/exports", headers=user.headers)).status_code == 202
+            # An operator's traces: an audit log entry, a dashboard session.
+            async with resources.db.transaction() as session:
+                await audit.record(session, user.user_id, "sign in", "dashboard", "seeded")
+            await sessions_for(resources.producer.redis, resources.settings).open(user.user_id)
         await drain(resources, queues=["default"])
         await resources.outbox.settle()
         return devices

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from habitjobs.accounts import deletion, service
 from habitjobs.accounts import repository as repo
+from habitjobs.dashboard.sessions import for_settings as dashboard_sessions
 from habitjobs.errors import RetryLater
 from habitjobs.queue.forget import forget
 from habitjobs.queue.names import DEFAULT
@@ -90,6 +91,8 @@ async def delete_user(ctx: JobContext, payload: DeleteUser) -> dict[str, Any]:
                 break
     # Then every record of the user's jobs, finished ones included, and the queue events naming them.
     report = report.add(await forget(resources.producer, needle, finished=True, events=True, keep=keep))
+    # Their dashboard sessions (an administrator's) name them too.
+    await dashboard_sessions(resources.producer.redis, resources.settings).close_all_of(user_id)
     if report.busy and ctx.attempt < ctx.max_attempts:
         raise RetryLater(
             f"{report.busy} job(s) of the user are running; erasing after they end", after_s=_BUSY_RETRY_S

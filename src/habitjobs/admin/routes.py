@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from habitjobs.admin.schemas import JobDetailOut, JobPageOut, QueueOut, RetriedOut
+from habitjobs.admin.schemas import JobDetailOut, JobPageOut, QueueOut, RetriedOut, WorkerOut
 from habitjobs.api.deps import ResourcesDep, require_admin
 from habitjobs.queue.operations import MAX_PAGE_SIZE, JobOperations
 
@@ -18,6 +18,14 @@ def _ops(resources: ResourcesDep) -> JobOperations:
 @router.get("/queues")
 async def list_queues(resources: ResourcesDep) -> list[QueueOut]:
     return [QueueOut.of(q) for q in await _ops(resources).queues()]
+
+
+@router.get("/workers")
+async def list_workers(
+    resources: ResourcesDep, queue: str | None = Query(None, description="only this queue's workers")
+) -> list[WorkerOut]:
+    """Workers connected now, found by their Redis client names (as Node BullMQ and Bull Board do)."""
+    return [WorkerOut.of(w) for w in await _ops(resources).workers(queue)]
 
 
 @router.get("/queues/{queue}/jobs")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from habitjobs.queue.inspect import JobView
+from habitjobs.queue.monitor import WorkerInfo
 from habitjobs.queue.operations import JobPage, QueueSummary
 
 
@@ -104,3 +105,19 @@ class JobPageOut(BaseModel):
 class RetriedOut(BaseModel):
     queue: str
     retried: int
+
+
+class WorkerOut(BaseModel):
+    """A worker connected now: its queue, its name (host:pid), its Redis connection's address and age."""
+
+    queue: str
+    name: str
+    addr: str
+    age_s: int
+    idle_s: int
+
+    @classmethod
+    def of(cls, worker: WorkerInfo) -> WorkerOut:
+        return cls(
+            queue=worker.queue, name=worker.name, addr=worker.addr, age_s=worker.age_s, idle_s=worker.idle_s
+        )

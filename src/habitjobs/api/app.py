@@ -18,6 +18,7 @@ from habitjobs.api.guard import StoreGuard
 from habitjobs.api.limits import BodySizeLimit
 from habitjobs.api.ratelimit import RateLimitHeaders, rate_limit
 from habitjobs.config import Settings
+from habitjobs.dashboard import routes as dashboard
 from habitjobs.habits.routes import router as habits_router
 from habitjobs.reminders.routes import router as reminders_router
 from habitjobs.resources import Resources
@@ -66,4 +67,5 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(analytics_router, dependencies=limited)
     app.include_router(jobs.router, dependencies=limited)
     app.include_router(admin_router)
+    dashboard.install(app)  # the operators' web pages under /admin
     return app

@@ -70,6 +70,23 @@ def counts(as_json: bool = JSON_OPTION) -> None:
     console.print(_reconciliation_line(stats))
 
 
+@app.command()
+def workers(
+    queue: str = typer.Option(None, help="only this queue's workers"), as_json: bool = JSON_OPTION
+) -> None:
+    """Workers connected now, per queue (by their Redis client names, as Bull Board finds them)."""
+    found = _with_ops(lambda ops: ops.workers(queue))
+    if as_json:
+        _print_json([asdict(w) for w in found])
+        return
+    table = Table("queue", "worker", "address", "connected", "idle")
+    for w in found:
+        table.add_row(w.queue, w.name, w.addr, f"{w.age_s} s", f"{w.idle_s} s")
+    console.print(table)
+    if not found:
+        console.print("no worker is connected")
+
+
 _RECONCILE_COUNTS = {
     "requeued": "enqueued again (lost by Redis)",
     "settled": "failures settled late",

@@ -2,6 +2,7 @@
 
 from habitjobs.accounts import models as accounts_models
 from habitjobs.analytics import models as analytics_models
+from habitjobs.dashboard import models as dashboard_models
 from habitjobs.db.base import Base
 from habitjobs.habits import models as habits_models
 from habitjobs.push import models as push_models
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "accounts_models",
     "analytics_models",
+    "dashboard_models",
     "habits_models",
     "push_models",
     "queue_models",

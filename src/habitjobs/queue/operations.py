@@ -10,6 +10,13 @@ from typing import Any, Literal
 from habitjobs.errors import Conflict, InvalidInput, NotFound
 from habitjobs.queue.failures import removal_record, removed_key
 from habitjobs.queue.inspect import JobView, get_job, policy_attempts, view_of
+from habitjobs.queue.monitor import (
+    QueueMetrics,
+    WorkerInfo,
+    live_workers,
+    oldest_waiting_age_s,
+    queue_metrics,
+)
 from habitjobs.queue.names import QUEUES
 from habitjobs.queue.producer import Producer
 from habitjobs.queue.reconcile import read_stats
@@ -39,6 +46,46 @@ class QueueSummary:
     description: str
     paused: bool
     counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class QueueHealth:
+    """A queue as the dashboard's overview shows it."""
+
+    summary: QueueSummary
+    last_hour: QueueMetrics
+    oldest_waiting_s: float | None
+    workers: int | None  # None: unknown (the Redis server refused CLIENT LIST)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What a job list may be narrowed to; times in epoch milliseconds (created or finished within)."""
+
+    name: str | None = None
+    text: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.name or self.text or self.since_ms or self.until_ms)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    queue: str
+    state: str
+    page: int
+    page_size: int
+    total: int  # jobs in the state
+    scanned: int  # how many of them this search looked at (all, unless the scan limit was reached)
+    more: bool  # a next page exists (or the scan stopped early)
+    jobs: list[JobView]
+
+
+# A filtered search reads at most this many jobs of a state (newest first), in pages.
+SCAN_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +121,77 @@ class JobOperations:
                 )
             )
         return out
+
+    async def overview(self) -> list[QueueHealth]:
+        """Every queue: counts, the last hour's completed and failed jobs, the oldest wait, workers."""
+        redis, prefix = self._producer.redis, self._producer.prefix
+        workers: list[WorkerInfo] | None
+        try:
+            workers = await self.workers()
+        except Exception as exc:  # a managed Redis may refuse CLIENT LIST: the rest is still worth showing
+            log.warning("workers unknown: CLIENT LIST failed: %s", exc)
+            workers = None
+        out = []
+        for summary in await self.queues():
+            out.append(
+                QueueHealth(
+                    summary=summary,
+                    last_hour=await queue_metrics(redis, prefix, summary.name),
+                    oldest_waiting_s=await oldest_waiting_age_s(redis, prefix, summary.name),
+                    workers=None if workers is None else sum(1 for w in workers if w.queue == summary.name),
+                )
+            )
+        return out
+
+    async def workers(self, queue: str | None = None) -> list[WorkerInfo]:
+        """Workers connected now (by their Redis client names), of one queue or all."""
+        names = [queue] if queue is not None else list(QUEUES)
+        if queue is not None:
+            self._queue(queue)
+        return await live_workers(self._producer.redis, self._producer.prefix, names)
+
+    async def search_jobs(
+        self, queue: str, state: str, where: JobFilter, *, page: int = 0, page_size: int = 50
+    ) -> SearchPage:
+        """Jobs of one state, newest first, narrowed by ``where``.
+
+        Without a filter this is one range read of the state's list or sorted set (fast at any size).
+        With one, the state is read newest first in pages until the page is filled, at most
+        :data:`SCAN_LIMIT` jobs: the answer says how many were looked at."""
+        if not where.empty:
+            plain = await self.list_jobs(queue, state, page=0, page_size=1)
+        else:
+            plain = await self.list_jobs(queue, state, page=page, page_size=page_size)
+            more = (page + 1) * page_size < plain.total
+            return SearchPage(queue, state, page, page_size, plain.total, len(plain.jobs), more, plain.jobs)
+        handle = self._queue(queue)
+        wanted_from, wanted_to = page * page_size, (page + 1) * page_size
+        matched: list[JobView] = []
+        matches = scanned = 0
+        text = (where.text or "").lower()
+        while scanned < min(plain.total, SCAN_LIMIT) and matches <= wanted_to:
+            jobs = await handle.getJobs([state], scanned, scanned + _SCAN_PAGE - 1, asc=False)
+            if not jobs:
+                break
+            scanned += len(jobs)
+            for job in jobs:
+                if where.name and job.name != where.name:
+                    continue
+                stamp = int(job.finishedOn or job.timestamp or 0)
+                if where.since_ms and stamp < where.since_ms:
+                    continue
+                if where.until_ms and stamp > where.until_ms:
+                    continue
+                if text:
+                    haystack = f"{job.data} {job.failedReason or ''} {' '.join(job.stacktrace or [])}"
+                    if text not in haystack.lower():
+                        continue
+                if wanted_from <= matches < wanted_to:
+                    policy = policy_attempts(self._producer, str(job.name))
+                    matched.append(view_of(job, queue, state, policy_attempts=policy))
+                matches += 1
+        more = matches > wanted_to or (scanned < plain.total and matches >= wanted_to)
+        return SearchPage(queue, state, page, page_size, plain.total, scanned, more, matched)
 
     async def list_jobs(self, queue: str, state: str, *, page: int = 0, page_size: int = 50) -> JobPage:
         """Jobs of one state, newest first."""

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from habitjobs.errors import PermanentFailure, RetryLater, SlowDown
 from habitjobs.queue.connection import bullmq_connection, redis_kwargs
 from habitjobs.queue.failures import settle_final_failure
+from habitjobs.queue.monitor import METRICS_DATA_POINTS, worker_client_name
 from habitjobs.queue.names import BACKOFF_TYPE, QUEUES
 from habitjobs.queue.registry import FailedJob, JobContext, Schedule
 from habitjobs.queue.retry import DEFAULT_POLICY
@@ -91,6 +92,9 @@ class WorkerRuntime:
             "autorun": False,
             "name": self.name,
             "settings": {"backoffStrategy": self._backoff_ms},
+            # Jobs completed and failed per minute, kept a week: the dashboard's throughput and failure
+            # rate, and what Bull Board and Node BullMQ's getMetrics read.
+            "metrics": {"maxDataPoints": METRICS_DATA_POINTS},
             # For jobs whose producer set no retention (ours always do; a NestJS producer may not):
             # bullmq applies these to them, so they do not stay in Redis forever.
             "removeOnComplete": {"age": s.keep_completed_age_s, "count": s.keep_completed_count},
@@ -164,6 +168,8 @@ class WorkerRuntime:
         self.watchdog.start()
         for queue in self.queues:
             worker = Worker(queue, self._process, self.worker_options(queue))
+            # The client name Node BullMQ's getWorkers() (and so Bull Board) recognises (queue/monitor.py).
+            worker.clientName = worker_client_name(self.resources.settings.queue_prefix, queue, self.name)
             worker.on("failed", self._on_failed)
             worker.on("error", self._on_error)
             self.workers[queue] = worker

@@ -1,0 +1,1 @@
+"""The operators' web dashboard at ``/admin``: queues, jobs, failures and what the jobs did."""
