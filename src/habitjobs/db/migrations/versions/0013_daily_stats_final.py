@@ -1,7 +1,7 @@
 """analytics: daily rows say whether they are final
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0016
 
 - daily_stats.final: false for a row computed before its day ended (a same-day recompute after late
   data); the roll-up after the day's end makes it true. Existing rows were written by the nightly roll-up
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
