@@ -110,6 +110,14 @@ class RetryLater(JobOutcome):
         self.after_s = max(0.0, after_s)
 
 
+class SlowDown(RetryLater):
+    """Nothing failed: a provider asked us to slow down (429). Run the job again no sooner than ``after_s``
+    seconds *without* counting an attempt, so that a provider's "slow down" cannot use up the job's
+    attempts. Bounded: a job older than the runtime's slow-down window counts it as a ``RetryLater``."""
+
+    code = "slow_down"
+
+
 class PermanentFailure(JobOutcome):
     """Retrying cannot help (bad payload, unknown job, our own bug): fail the job now."""
 

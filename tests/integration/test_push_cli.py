@@ -99,3 +99,41 @@ async def test_unknown_users_and_users_without_devices_are_refused_plainly(
     )
     assert bare.returncode == 2
     assert "has no device with push enabled" in bare.stderr
+
+
+async def test_a_failed_send_job_is_reported_at_once_with_a_failing_exit_code(
+    settings: Settings, res: Resources, fakes: RunningFakes
+) -> None:
+    """The worker's APNs key id is wrong: the provider refuses it, the job fails for good within moments.
+    The command says so and exits non-zero, without waiting out its (here very long) wait."""
+    email = f"dev-{uuid.uuid4().hex[:6]}@example.com"
+    proc = await asyncio.create_subprocess_exec(
+        *SEND_TEST,
+        "--user",
+        email,
+        "--fake-device",
+        "ios",
+        "--wait-s",
+        "3600",
+        env=process_env(res.settings, **fakes.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wrong = Resources.open(settings_for(settings, fakes, push_apns_key_id="ZZZZZZZZZZ"))
+    try:
+
+        async def worker_when_staged() -> None:
+            while (await res.producer.queue(PUSH).getJobCounts("waiting"))["waiting"] == 0:
+                await asyncio.sleep(0.05)
+            await drain(wrong, queues=[PUSH])
+
+        await asyncio.wait_for(worker_when_staged(), 30)
+        output = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    finally:
+        await wrong.aclose()
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 1, output
+    assert ": failed (attempts 1/" in output
+    assert "InvalidProviderToken" in output
+    assert "the send job failed: 0 of 1 test deliveries sent" in output

@@ -56,14 +56,14 @@ def test_bounds_of_a_dst_day_in_utc() -> None:
     assert (fall.lo, fall.hi) == (datetime(2026, 11, 1, 4, tzinfo=UTC), datetime(2026, 11, 2, 5, tzinfo=UTC))
 
 
-def test_a_later_day_start_shifts_the_day_and_wall_times_read_like_postgres() -> None:
+def test_a_later_day_start_shifts_the_day_and_wall_times_are_first_shown() -> None:
     # A night owl's day in New York starting at 04:00.
     owl = day_bounds(date(2026, 3, 9), NY, 240)
     assert (owl.lo, owl.hi) == (datetime(2026, 3, 9, 8, tzinfo=UTC), datetime(2026, 3, 10, 8, tzinfo=UTC))
     # 02:30 does not exist on 2026-03-08: read with the offset before the gap (03:30 EDT).
     assert day_start(date(2026, 3, 8), NY, 150) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
-    # 01:30 happens twice on 2026-11-01: the later one (EST).
-    assert day_start(date(2026, 11, 1), NY, 90) == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    # 01:30 happens twice on 2026-11-01: the day starts at the first (EDT), as the wall clock shows it.
+    assert day_start(date(2026, 11, 1), NY, 90) == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
 
 
 def test_local_day_with_a_day_start() -> None:

@@ -1,8 +1,10 @@
 """The per-provider token bucket: steady rate, bursts, halving on 429, Retry-After, recovery."""
 
+import asyncio
+
 import pytest
 
-from habitjobs.push.ratelimit import TokenBucket
+from habitjobs.push.ratelimit import THROTTLE_WINDOW_S, TokenBucket
 
 
 class Clock:
@@ -47,7 +49,31 @@ def test_repeated_429s_keep_halving_down_to_a_floor() -> None:
     bucket = TokenBucket(640, min_rate_per_s=50, clock=clock)
     for _ in range(10):
         bucket.throttled(None)
+        clock.now += THROTTLE_WINDOW_S
     assert bucket.rate_per_s == 50
+
+
+def test_a_burst_of_429s_in_one_window_halves_the_rate_once() -> None:
+    clock = Clock()
+    bucket = TokenBucket(1000, clock=clock)
+    for i in range(336):  # hundreds of requests in flight, answered 429 together
+        clock.now = 1000.0 + i * (THROTTLE_WINDOW_S / 400)
+        bucket.throttled(1.0)
+    assert bucket.rate_per_s == 500
+    assert bucket.paused_until == pytest.approx(clock.now + 1.0)  # every 429 still extends the pause
+    clock.now += THROTTLE_WINDOW_S
+    bucket.throttled(1.0)  # a 429 in the next window is a new signal
+    assert bucket.rate_per_s == pytest.approx(250)
+
+
+async def test_a_429_that_arrives_while_a_send_waits_for_its_token_holds_it_back() -> None:
+    clock = Clock()
+    bucket = TokenBucket(100, burst=1, clock=clock)
+    assert await bucket.acquire(max_wait_s=1.0) is None
+    waiting = asyncio.create_task(bucket.acquire(max_wait_s=1.0))  # must wait 10 ms for its token
+    await asyncio.sleep(0)  # let it take its token and start waiting
+    bucket.throttled(5.0)
+    assert await waiting == pytest.approx(5.0)
 
 
 def test_after_a_pause_the_rate_grows_back_linearly_to_the_target() -> None:

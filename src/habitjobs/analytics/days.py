@@ -2,7 +2,14 @@
 
 A user's local day starts ``day_start_minutes`` after local midnight (a night owl's Tuesday may end at
 04:00 on Wednesday). Its bounds are wall-clock times turned into instants in the user's zone, so a DST
-day lasts 23 or 25 hours — never "start + 24 h". The SQL builds the same bounds with ``AT TIME ZONE``.
+day lasts 23 or 25 hours — never "start + 24 h". The SQL builds the same bounds
+(:func:`habitjobs.analytics.stats_sql.first_instant`).
+
+One definition of a day for everything (daily rows, streaks, "today"): an instant belongs to the local
+day its wall clock shows (``local_day``). So a day begins at the *first* instant its start time is shown:
+when the clocks fall back across the day's start (America/Havana goes from 01:00 back to 00:00, so
+midnight happens twice), the day begins at the first midnight, and the hour between the two belongs to
+the new day, as the wall clock says.
 
 When is a habit due on a day? When the day is one of its weekdays (``days_mask``, bit 0 = Monday) and
 either
@@ -31,16 +38,11 @@ def local_day(instant: datetime, zone: str, day_start_minutes: int = 0) -> date:
 
 
 def day_start(day: date, zone: str, day_start_minutes: int = 0) -> datetime:
-    """The instant ``day`` begins (UTC), read the way PostgreSQL's ``AT TIME ZONE`` reads a wall time:
-    a time repeated by DST is its later instant, a time skipped by DST takes the offset before the gap
-    (02:30 on a spring-forward night is 03:30 summer time)."""
+    """The instant ``day`` begins (UTC): the first instant its start time is shown (a time repeated by DST
+    is its earlier instant); a start time skipped by DST takes the offset before the gap (02:30 on a
+    spring-forward night is 03:30 summer time) — both are PEP 495's ``fold=0``."""
     wall = datetime.combine(day, time()) + timedelta(minutes=day_start_minutes)
-    tz = ZoneInfo(zone)
-    later = wall.replace(tzinfo=tz, fold=1)
-    # Only a wall time that exists survives the round trip; a skipped one falls back to fold=0.
-    if later.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == wall:
-        return later.astimezone(UTC)
-    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    return wall.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitjobs.accounts.models import User
@@ -64,6 +64,8 @@ class DailyStats(Base):
     focus_sessions: Mapped[int] = mapped_column(Integer)
     focus_seconds: Mapped[int] = mapped_column(BigInteger)
     longest_focus_seconds: Mapped[int] = mapped_column(Integer)
+    # False: computed before the day ended (the figures may still change); see README, Statistics.
+    final: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     computed_at: Mapped[datetime]
 
 

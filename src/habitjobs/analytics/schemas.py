@@ -35,6 +35,9 @@ class DailyStatsOut(_Rates):
     focus_seconds: int
     longest_focus_seconds: int
     computed_at: datetime
+    # False: computed before the day ended (a same-day recompute after late data); the figures may still
+    # change. The roll-up after the day's end makes it final.
+    final: bool
 
 
 class DailyStatsPage(BaseModel):

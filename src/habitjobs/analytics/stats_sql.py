@@ -1,7 +1,9 @@
 """Statistics as SQL fragments (CTEs), assembled into statements by :mod:`habitjobs.analytics.rollup_sql`.
 
 Each (user, local day) gets its bounds from ``AT TIME ZONE`` in the user's zone, shifted by the user's
-``day_start_minutes``: DST days are 23 or 25 hours long here, as on the user's clock. The rules are those of
+``day_start_minutes``: DST days are 23 or 25 hours long here, as on the user's clock. A start time the
+clocks show twice is its first instant (:func:`first_instant`, the same as
+:func:`habitjobs.analytics.days.day_start`). The rules are those of
 :mod:`habitjobs.analytics.rules` and :mod:`habitjobs.analytics.days`.
 
 Fragments use the relations the roll-up defines first: ``u`` (the chunk's users with ``timezone`` and
@@ -10,9 +12,29 @@ Fragments use the relations the roll-up defines first: ``u`` (the chunk's users 
 
 from __future__ import annotations
 
+
+def first_instant(wall: str, zone: str) -> str:
+    """SQL: the first instant (timestamptz) at which the wall time ``wall`` (timestamp) is shown in ``zone``.
+
+    PostgreSQL's ``wall AT TIME ZONE zone`` takes the *later* instant of a time repeated by DST. The
+    earlier one, if any, is the wall time read with the offset in force a little before (three hours:
+    longer than any fold); it counts only if it does show that wall time. A time skipped by DST keeps
+    PostgreSQL's reading (the offset before the gap), as Python's ``fold=0`` does.
+    """
+    later = f"(({wall}) AT TIME ZONE {zone})"
+    before = f"({later} - interval '3 hours')"
+    offset = f"(({before} AT TIME ZONE {zone}) - ({before} AT TIME ZONE 'UTC'))"
+    earlier = f"((({wall}) - {offset}) AT TIME ZONE 'UTC')"
+    shows_wall = f"({earlier} AT TIME ZONE {zone}) = ({wall})"
+    return f"(CASE WHEN {shows_wall} THEN LEAST({earlier}, {later}) ELSE {later} END)"
+
+
 # The targets: daily rows to compute (``dt``), weeks to roll up (``wt``), and every day either needs, with
 # its bounds and weekday bit (``t``). Params: day_users, days, week_users, week_starts.
-TARGETS = """
+_LO = first_instant("d.day + u.day_start_minutes * interval '1 minute'", "u.timezone")
+_HI = first_instant("d.day + 1 + u.day_start_minutes * interval '1 minute'", "u.timezone")
+
+TARGETS = f"""
     dt AS (
         SELECT x.user_id, x.day
         FROM unnest(CAST(:day_users AS uuid[]), CAST(:days AS date[])) AS x(user_id, day)
@@ -23,8 +45,8 @@ TARGETS = """
     ),
     t AS (
         SELECT d.user_id, d.day,
-               (d.day + u.day_start_minutes * interval '1 minute') AT TIME ZONE u.timezone AS lo,
-               (d.day + 1 + u.day_start_minutes * interval '1 minute') AT TIME ZONE u.timezone AS hi,
+               {_LO} AS lo,
+               {_HI} AS hi,
                1 << (extract(isodow FROM d.day)::int - 1) AS bit
         FROM (SELECT user_id, day FROM dt
               UNION SELECT wt.user_id, wt.week_start + i FROM wt, generate_series(0, 6) AS i) AS d
@@ -125,7 +147,25 @@ def upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...], source: s
     )
 
 
-WRITE_DAILY = upsert("daily_stats", ("user_id", "local_date"), DAILY_COLUMNS, "drows")
+def _write_daily() -> str:
+    """The daily upsert, plus ``final``: whether the row is computed after its day ended (the same day
+    bounds as the statistics). A row that turns final is rewritten even when no number changed."""
+    names = ", ".join(("user_id", "local_date", *DAILY_COLUMNS))
+    selected = ", ".join(f"d.{c}" for c in ("user_id", "local_date", *DAILY_COLUMNS))
+    hi = first_instant("d.local_date + 1 + uz.day_start_minutes * interval '1 minute'", "uz.timezone")
+    columns = (*DAILY_COLUMNS, "final")
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*columns, "computed_at"))
+    return (
+        f"INSERT INTO daily_stats AS s ({names}, final, computed_at) "
+        f"SELECT {selected}, CAST(:now AS timestamptz) >= {hi}, CAST(:now AS timestamptz) FROM drows AS d "
+        "CROSS JOIN LATERAL (SELECT timezone, day_start_minutes FROM users WHERE users.id = d.user_id) AS uz "
+        f"ON CONFLICT (user_id, local_date) DO UPDATE SET {updates} "
+        f"WHERE ({', '.join(f's.{c}' for c in columns)}) "
+        f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in columns)})"
+    )
+
+
+WRITE_DAILY = _write_daily()
 
 WEEKLY_COLUMNS = (
     "days_active",

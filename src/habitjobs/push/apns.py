@@ -5,6 +5,10 @@ repeats are provably safe ones: a request the server refused unprocessed (REFUSE
 resent at once, within the request's deadline; an expired provider token is renewed and the message resent
 once; a BadDeviceToken is tried once on the other environment (a development build's token sent to
 production, or the reverse).
+
+Only a success from the other environment counts: anything else it answers (403 from a key restricted to
+one environment, no answer at all, a 5xx) says nothing about our credentials or about the message, so
+the first environment's BadDeviceToken stands — no provider pause, no job retry.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import json
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from hpack import NeverIndexedHeaderTuple
 
 from habitjobs.config import Settings
 from habitjobs.push import classify
 from habitjobs.push.credentials import CredentialsError, ProviderToken, load_apns_key
-from habitjobs.push.h2client import Headers, Http2Pool, exchange
+from habitjobs.push.h2client import Headers, Http2Pool, Stop, exchange
 from habitjobs.push.result import Outcome, PushMessage, SendResult, retry
 from habitjobs.push.tls import tls_context
 
@@ -111,7 +116,7 @@ class ApnsSender:
             NeverIndexedHeaderTuple(b"apns-expiration", expiration),
         ]
 
-    async def send(self, message: PushMessage) -> SendResult:
+    async def send(self, message: PushMessage, stop: Stop | None = None) -> SendResult:
         try:
             await self._ready()
         except CredentialsError as exc:
@@ -124,15 +129,19 @@ class ApnsSender:
         if len(message.collapse_id.encode()) > MAX_COLLAPSE_ID_BYTES:
             return SendResult(Outcome.BAD_REQUEST, reason="BadCollapseId (over 64 bytes, checked locally)")
         env = message.apns_env if message.apns_env in ENVIRONMENTS else "production"
-        result = await self._send_to(env, message, body)
+        result = await self._send_to(env, message, body, stop)
         if result.outcome is Outcome.TOKEN_INVALID and result.reason == classify.APNS_BAD_DEVICE_TOKEN:
             other = "sandbox" if env == "production" else "production"
-            second = await self._send_to(other, message, body)
-            if second.outcome is not Outcome.TOKEN_INVALID:
+            second = await self._send_to(other, message, body, stop)
+            if second.outcome is Outcome.SENT:
                 return second
+            if second.outcome is not Outcome.TOKEN_INVALID:
+                return replace(
+                    result, reason=f"{result.reason} ({other}: {second.outcome.value}, {second.reason})"
+                )
         return result
 
-    async def _send_to(self, env: str, message: PushMessage, body: bytes) -> SendResult:
+    async def _send_to(self, env: str, message: PushMessage, body: bytes, stop: Stop | None) -> SendResult:
         token = await self._ready()
         pool = self.pool(env)
         renewed = False
@@ -144,6 +153,7 @@ class ApnsSender:
                 body,
                 timeout_s=self._settings.push_request_timeout_s,
                 provider="APNs",
+                stop=stop,
             )
             if isinstance(answer, SendResult):
                 return answer

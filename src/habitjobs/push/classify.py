@@ -148,7 +148,7 @@ def classify_apns(status: int, headers: Mapping[str, str], body: bytes) -> SendR
     if status == 429:
         if reason == "TooManyProviderTokenUpdates":
             return retry(reason, DEFAULT_QUOTA_S)
-        return retry(reason, APNS_DEVICE_BACKOFF_S)
+        return retry(reason, APNS_DEVICE_BACKOFF_S, slow_down=True)  # "slow down" for that device
     if status >= 500:
         return retry(reason, DEFAULT_BUSY_S)
     # 404 BadPath, 405 MethodNotAllowed, 413 PayloadTooLarge and anything else: our request is wrong.

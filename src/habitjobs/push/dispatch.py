@@ -53,11 +53,22 @@ class BatchReport:
     counts: Counter[str] = field(default_factory=Counter)
     # Deliveries this job must see again later (our RETRY outcomes, rows leased by another worker).
     retry_after_s: float | None = None
+    # Of those, the ones a provider (or our own rate limit) asked to slow down: nothing failed.
+    throttled: int = 0
     auth_errors: list[str] = field(default_factory=list)
     bad_requests: list[str] = field(default_factory=list)
 
     def note_retry(self, after_s: float) -> None:
         self.retry_after_s = max(self.retry_after_s or 0.0, after_s)
+
+    @property
+    def only_throttled(self) -> bool:
+        """Every delivery to see again was a "slow down" (429 or the local rate), none a failure."""
+        return (
+            self.retry_after_s is not None
+            and self.throttled == self.counts.get("retry", 0)
+            and not self.counts.get("leased_elsewhere")
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {"requested": self.requested, **dict(sorted(self.counts.items()))}
@@ -178,6 +189,8 @@ async def send_batch(resources: Resources, delivery_ids: list[uuid.UUID]) -> Bat
         report.counts[result.outcome.value] += 1
         if result.outcome is Outcome.RETRY:
             report.note_retry(result.retry_after_s or 1.0)
+            if result.slow_down:
+                report.throttled += 1
         elif result.outcome is Outcome.AUTH_CONFIG:
             if result.reason not in report.auth_errors:
                 report.auth_errors.append(result.reason)

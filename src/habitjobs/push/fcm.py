@@ -28,7 +28,7 @@ from habitjobs.push.credentials import (
     fcm_assertion,
     load_service_account,
 )
-from habitjobs.push.h2client import Headers, Http2Pool, exchange
+from habitjobs.push.h2client import Headers, Http2Pool, Stop, exchange
 from habitjobs.push.result import Outcome, PushMessage, SendResult, retry
 from habitjobs.push.tls import tls_context
 
@@ -195,7 +195,7 @@ class FcmSender:
     def tokens(self) -> AccessTokens | None:
         return self._tokens
 
-    async def send(self, message: PushMessage) -> SendResult:
+    async def send(self, message: PushMessage, stop: Stop | None = None) -> SendResult:
         try:
             pool, tokens = await self._ready()
             access = await tokens.get()
@@ -205,14 +205,21 @@ class FcmSender:
             return SendResult(Outcome.AUTH_CONFIG, reason=str(exc), pause_scope="fcm")
         except TokenUnavailable as exc:
             return retry(str(exc), 5.0)
-        return await self._post(pool, tokens, access, fcm_body(message, datetime.now(UTC)))
+        return await self._post(pool, tokens, access, fcm_body(message, datetime.now(UTC)), stop)
 
-    async def _post(self, pool: Http2Pool, tokens: AccessTokens, access: str, body: bytes) -> SendResult:
+    async def _post(
+        self, pool: Http2Pool, tokens: AccessTokens, access: str, body: bytes, stop: Stop | None = None
+    ) -> SendResult:
         renewed = False
         while True:
             headers: Headers = [*self._static, (b"authorization", b"Bearer " + access.encode())]
             answer = await exchange(
-                pool, headers, body, timeout_s=self._settings.push_request_timeout_s, provider="FCM"
+                pool,
+                headers,
+                body,
+                timeout_s=self._settings.push_request_timeout_s,
+                provider="FCM",
+                stop=stop,
             )
             if isinstance(answer, SendResult):
                 return answer

@@ -59,6 +59,10 @@ class PushGateway:
         return None
 
     def pause(self, scope: str, reason: str) -> None:
+        now = self._clock()
+        entry = self._paused.get(scope)
+        if entry is not None and now < entry[0]:
+            return  # already paused: refusals of the requests that were in flight add nothing, nor a log line
         log.error(
             "push credentials/configuration refused (%s): %s; pausing %s for %.0f s",
             scope,
@@ -66,24 +70,30 @@ class PushGateway:
             scope,
             self._pause_s,
         )
-        self._paused[scope] = (self._clock() + self._pause_s, reason)
+        self._paused[scope] = (now + self._pause_s, reason)
         observe.push_paused(scope, True)
 
     async def send(self, message: PushMessage) -> SendResult:
-        """Send one message: honours pauses and the provider's rate; never sleeps more than a second."""
+        """Send one message: honours pauses and the provider's rate; never sleeps more than a second.
+
+        A pause stops a message at every step of its way: before its rate-limit token, after waiting for
+        it, and when its turn for a stream comes (a request queued behind the one that was refused)."""
         paused = self.paused(message)
         if paused is not None:
             return SendResult(Outcome.AUTH_CONFIG, reason=paused)
         bucket = self.limits[message.provider]
         wait_s = await bucket.acquire(MAX_RATE_WAIT_S)
         if wait_s is not None:
-            return retry(f"{message.provider} rate limit", wait_s)
+            return retry(f"{message.provider} rate limit", wait_s, slow_down=True)
+        paused = self.paused(message)
+        if paused is not None:
+            return SendResult(Outcome.AUTH_CONFIG, reason=paused)
         sender = self.apns if message.provider is Provider.APNS else self.fcm
         if tracing.ENABLED:
             with tracing.span(f"push {message.provider.value}", kind="CLIENT"):
-                result = await sender.send(message)
+                result = await sender.send(message, stop=lambda: self.paused(message))
         else:
-            result = await sender.send(message)
+            result = await sender.send(message, stop=lambda: self.paused(message))
         if result.throttled:
             bucket.throttled(result.retry_after_s)
         if result.outcome is Outcome.AUTH_CONFIG and result.pause_scope:

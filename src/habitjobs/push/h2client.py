@@ -14,13 +14,37 @@ import collections
 import logging
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from habitjobs.push.h2conn import Ambiguous, Connection, Headers, NotSent, Refused, Response, Unavailable
-from habitjobs.push.result import SendResult, retry
+from habitjobs.push.result import Outcome, SendResult, retry
 
-__all__ = ["Ambiguous", "Headers", "Http2Pool", "NotSent", "Refused", "Response", "Unavailable", "exchange"]
+__all__ = [
+    "Ambiguous",
+    "Headers",
+    "Http2Pool",
+    "NotSent",
+    "Refused",
+    "Response",
+    "Stop",
+    "Stopped",
+    "Unavailable",
+    "exchange",
+]
+
+# Asked right before a request is written: a reason not to send it after all (its provider was paused
+# while it waited for a stream), or None.
+Stop = Callable[[], str | None]
+
+
+class NoFreeStream(Unavailable):
+    """The server's streams stayed busy until the deadline (it is throttling us): nothing was sent."""
+
+
+class Stopped(NotSent):
+    """Not sent: the caller's ``stop`` said no when the request's turn came."""
+
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +107,11 @@ class Http2Pool:
     def authority(self) -> bytes:
         return f"{self.host}:{self.port}".encode() if self.port != 443 else self.host.encode()
 
-    async def request(self, headers: Headers, body: bytes, *, wait_s: float, answer_s: float) -> Response:
-        """Send one request. Raises :class:`Refused`, :class:`Unavailable` or :class:`Ambiguous`.
+    async def request(
+        self, headers: Headers, body: bytes, *, wait_s: float, answer_s: float, stop: Stop | None = None
+    ) -> Response:
+        """Send one request. Raises :class:`Refused`, :class:`Unavailable`, :class:`Stopped` or
+        :class:`Ambiguous`.
 
         ``wait_s`` bounds the wait for a free stream (past it: :class:`Unavailable`, nothing sent);
         ``answer_s`` counts from the moment the request goes out (past it: :class:`Ambiguous`). Separate on
@@ -95,6 +122,10 @@ class Http2Pool:
         conn = self._pick() if not self._waiters else None
         if conn is None:
             conn = await self._wait_for_slot(loop.time() + wait_s)
+        if stop is not None and (why := stop()) is not None:
+            conn.reserved -= 1  # the slot goes to the next in line
+            self.wake()
+            raise Stopped(why)
         return await conn.start(headers, body, loop.time() + answer_s)
 
     @property
@@ -134,17 +165,11 @@ class Http2Pool:
         task.add_done_callback(self._tasks.discard)
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
         conn = Connection(self)
         try:
             await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: conn, self.host, self.port, ssl=self._ssl, server_hostname=self.host
-                ),
-                self._connect_timeout_s,
+                conn.open(self.host, self.port, self._ssl, self.host), self._connect_timeout_s
             )
-            if not conn.ready:
-                raise ConnectionError("the server did not negotiate HTTP/2")
         except (OSError, TimeoutError, ConnectionError, ssl.SSLError) as exc:
             self._last_error = f"cannot connect to {self.host}:{self.port}: {exc!r}"
             log.warning("%s", self._last_error)
@@ -238,11 +263,17 @@ class Http2Pool:
 
 def _expire_waiter(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(Unavailable("no free stream before the deadline"))
+        waiter.set_exception(NoFreeStream("no free stream before the deadline"))
 
 
 async def exchange(
-    pool: Http2Pool, headers: Headers, body: bytes, *, timeout_s: float, provider: str
+    pool: Http2Pool,
+    headers: Headers,
+    body: bytes,
+    *,
+    timeout_s: float,
+    provider: str,
+    stop: Stop | None = None,
 ) -> Response | SendResult:
     """One push request as both senders make it: the provider's answer, or the queue retry standing for none.
 
@@ -254,13 +285,17 @@ async def exchange(
     refused = 0
     while (remaining := deadline - loop.time()) > 0:
         try:
-            return await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s)
+            return await pool.request(headers, body, wait_s=remaining, answer_s=timeout_s, stop=stop)
+        except Stopped as exc:  # paused while it waited: nothing was sent
+            return SendResult(Outcome.AUTH_CONFIG, reason=str(exc))
         except Refused as exc:  # never processed: resend at once
             refused += 1
             if refused > MAX_REFUSED_RESENDS:
                 return retry(f"{provider} refused the stream {refused} times ({exc})", 1.0)
+        except NoFreeStream as exc:  # the server keeps its streams few: a "slow down", not a failure
+            return retry(f"{provider} had no free stream, nothing sent: {exc}", 5.0, slow_down=True)
         except Unavailable as exc:
-            return retry(f"{provider} unavailable, nothing sent (unreachable or no free stream): {exc}", 5.0)
+            return retry(f"{provider} unavailable, nothing sent (unreachable): {exc}", 5.0)
         except Ambiguous as exc:
             return retry(f"no answer from {provider} ({exc}); it may have been delivered", 1.0)
     return retry(f"{provider} refused the stream {refused} times before the deadline", 1.0)

@@ -8,6 +8,14 @@ may have processed it:
 :class:`Unavailable` (no connection or no free stream before the deadline: nothing was sent),
 :class:`Ambiguous` (the connection died or the deadline passed with the request out: it may have arrived).
 Responses that arrive after a graceful GOAWAY (streams at or below last_stream_id) are still read.
+
+It does its own socket I/O (TLS through ``ssl.MemoryBIO``, the socket watched with ``add_reader`` /
+``add_writer``) rather than an asyncio transport, for one reason: a server may close its socket right after
+a GOAWAY and the answers it owes, and the next write then fails (EPIPE, or a reset) while those answers
+are still unread in the receive buffer. An asyncio transport stops reading at a write error and drops
+them; here a failed write only stops writing, reading goes on until the end of the stream, and only then
+is each stream left open resolved: above GOAWAY's last stream → :class:`Refused`, otherwise
+:class:`Ambiguous`.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
+import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -129,8 +140,15 @@ _CONFIG = H2Configuration(
 )
 
 
-class Connection(asyncio.Protocol):
-    """One TLS connection. Lives on the event loop; every method is synchronous (sans-IO + callbacks)."""
+_READ_SIZE = 256 * 1024
+# After a write error, the longest reading goes on for the answers already on their way, should the peer
+# never end the stream. Only a safety net: the connection closes as soon as its last stream is resolved
+# (answered, or past its own deadline), and a loaded machine must not cut off answers that have arrived.
+DRAIN_AFTER_WRITE_ERROR_S = 30.0
+
+
+class Connection:
+    """One TLS connection. Lives on the event loop; every method but :meth:`open` is synchronous."""
 
     def __init__(self, pool: PoolHooks) -> None:
         self._pool = pool
@@ -138,7 +156,15 @@ class Connection(asyncio.Protocol):
         self._h2 = _H2(_CONFIG)
         self._h2.encoder = PlainEncoder()
         self._opened = 0
-        self._transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = None
+        self._tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._wbuf = bytearray()
+        self._writing = False  # add_writer is registered
+        self._write_failed = False
+        self._close_when_flushed = False
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._streams: dict[int, _Stream] = {}
         self._blocked: collections.OrderedDict[int, _Stream] = collections.OrderedDict()
         self._flush_scheduled = False
@@ -164,21 +190,212 @@ class Connection(asyncio.Protocol):
     def free(self) -> int:
         return self.limit - len(self._streams) - self.reserved
 
-    # --- asyncio.Protocol --------------------------------------------------------------------
+    # --- socket and TLS ----------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
-            log.error("the push server did not agree to HTTP/2 (ALPN); closing")
-            transport.close()
-            return
+    async def open(self, host: str, port: int, ssl_context: ssl.SSLContext, server_hostname: str) -> None:
+        """Connect, shake hands (TLS, ALPN h2) and send the connection preface. Raises OSError / SSLError."""
+        loop = self._loop
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"cannot resolve {host}")
+        sock: socket.socket | None = None
+        for family, type_, proto, _name, address in infos:
+            candidate = socket.socket(family, type_, proto)
+            candidate.setblocking(False)
+            try:
+                candidate.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await loop.sock_connect(candidate, address)
+            except OSError as exc:
+                candidate.close()
+                error = exc
+                continue
+            except BaseException:
+                candidate.close()
+                raise
+            sock = candidate
+            break
+        if sock is None:
+            raise error
+        self._sock = sock
+        try:
+            tls = ssl_context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+            self._tls = tls
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pass
+                pending = self._outgoing.read()
+                if pending:
+                    await loop.sock_sendall(sock, pending)
+                data = await loop.sock_recv(sock, _READ_SIZE)
+                if not data:
+                    raise ConnectionError("the server closed the connection during the TLS handshake")
+                self._incoming.write(data)
+            pending = self._outgoing.read()
+            if pending:
+                await loop.sock_sendall(sock, pending)
+            if tls.selected_alpn_protocol() != "h2":
+                raise ConnectionError("the push server did not agree to HTTP/2 (ALPN)")
+        except BaseException:
+            self._sock = None
+            sock.close()
+            raise
         self._h2.initiate_connection()
         self.ready = True
+        loop.add_reader(sock.fileno(), self._on_readable)
         self._flush()
+        if self._incoming.pending:
+            self._read_tls()
 
-    def data_received(self, data: bytes) -> None:
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # A reset: what arrived before it was read already (the kernel hands queued data out first).
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        self._incoming.write(data)
+        self._read_tls()
+
+    def _read_tls(self) -> None:
+        tls = self._tls
+        if tls is None:
+            return
+        chunks: list[bytes] = []
+        eof = False
+        error: Exception | None = None
+        while True:
+            try:
+                chunk = tls.read(_READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                eof = True
+                break
+            except (ssl.SSLError, OSError) as exc:
+                error = exc
+                break
+            if not chunk:
+                eof = True
+                break
+            chunks.append(chunk)
+        if chunks:
+            self._received(b"".join(chunks))
+        if eof or error is not None:
+            self._lost(error)
+
+    def _send(self, data: bytes) -> None:
+        """Encrypt and write; a write error stops writing only (reading goes on, see the module doc)."""
+        if self._tls is None or self._sock is None or self._write_failed:
+            return
+        if data:
+            try:
+                self._tls.write(data)
+            except ssl.SSLError as exc:
+                self._write_error(exc)
+                return
+        out = self._outgoing.read()
+        if not out:
+            return
+        if self._wbuf:
+            self._wbuf += out
+            return
+        try:
+            sent = self._sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._write_error(exc)
+            return
+        if sent < len(out):
+            self._wbuf += out[sent:]
+            if not self._writing:
+                self._writing = True
+                self._loop.add_writer(self._sock.fileno(), self._on_writable)
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._wbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._write_error(exc)
+            return
+        del self._wbuf[:sent]
+        if not self._wbuf:
+            self._stop_writing()
+            if self._close_when_flushed:
+                self._shutdown()
+
+    def _stop_writing(self) -> None:
+        if self._writing and self._sock is not None:
+            self._loop.remove_writer(self._sock.fileno())
+        self._writing = False
+
+    def _write_error(self, exc: Exception) -> None:
+        """The peer has closed or reset: stop writing, keep reading what it sent before, until the end."""
+        if self._write_failed:
+            return
+        self._write_failed = True
+        self.draining = True
+        self._wbuf.clear()
+        self._stop_writing()
+        quiet = isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET)
+        log.log(logging.INFO if quiet else logging.WARNING, "write to the push server failed: %r", exc)
+        self._pool.connection_draining(self)
+        if self._close_when_flushed or not self._streams:
+            self._shutdown()
+            return
+        # The reader stays registered: the answers already sent are read, then the end of the stream.
+        self._drain_timer = self._loop.call_later(DRAIN_AFTER_WRITE_ERROR_S, self._lost, exc)
+
+    def _shutdown(self) -> None:
+        """Close the socket; the streams left open are resolved on the next loop iteration."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._loop.call_soon(self._lost, None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        """The connection is over: free the socket, resolve every stream left open."""
+        if self.closed:
+            return
+        self.closed = True
+        self.ready = False
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._stop_writing_for(sock)
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._wbuf.clear()
+        reason = f"connection lost ({exc!r})" if exc else "connection closed"
+        for stream_id in list(self._streams):
+            if self._goaway_last is not None and stream_id > self._goaway_last:
+                self._fail(stream_id, Refused(f"stream above GOAWAY's last stream; {reason}"))
+            else:
+                self._fail(stream_id, Ambiguous(reason))
+        self._pool.connection_closed(self)
+
+    def _stop_writing_for(self, sock: socket.socket) -> None:
+        if self._writing:
+            self._loop.remove_writer(sock.fileno())
+        self._writing = False
+
+    def _received(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
         except ProtocolError as exc:
@@ -202,17 +419,6 @@ class Connection(asyncio.Protocol):
             elif isinstance(event, ConnectionTerminated):
                 self._on_goaway(event)
         self._flush()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.ready = False
-        reason = f"connection lost ({exc!r})" if exc else "connection closed"
-        for stream_id in list(self._streams):
-            if self._goaway_last is not None and stream_id > self._goaway_last:
-                self._fail(stream_id, Refused(f"stream above GOAWAY's last stream; {reason}"))
-            else:
-                self._fail(stream_id, Ambiguous(reason))
-        self._pool.connection_closed(self)
 
     # --- events ------------------------------------------------------------------------------
 
@@ -307,15 +513,24 @@ class Connection(asyncio.Protocol):
         with contextlib.suppress(ProtocolError, StreamClosedError):
             self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
 
+    # The answer is handed over before the pool is woken: the task that gets it runs before the waiters, so
+    # what the answer decides (a provider pause) is in force when they take their streams.
+
     def _finish(self, stream_id: int) -> None:
         stream = self._release(stream_id)
-        if stream is not None and not stream.future.done():
+        if stream is None:
+            return
+        if not stream.future.done():
             stream.future.set_result(Response(stream.status, stream.headers, stream.body))
+        self._pool.wake()
 
     def _fail(self, stream_id: int, exc: Exception) -> None:
         stream = self._release(stream_id)
-        if stream is not None and not stream.future.done():
+        if stream is None:
+            return
+        if not stream.future.done():
             stream.future.set_exception(exc)
+        self._pool.wake()
 
     def _release(self, stream_id: int) -> _Stream | None:
         stream = self._streams.pop(stream_id, None)
@@ -326,7 +541,6 @@ class Connection(asyncio.Protocol):
             stream.timer.cancel()
         if self.draining and not self._streams:
             self.close()
-        self._pool.wake()
         return stream
 
     # --- output ------------------------------------------------------------------------------
@@ -345,22 +559,29 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._unflushed = 0
         data = self._h2.data_to_send()
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        if data and not self.closed:
+            self._send(data)
 
     def _abort(self, exc: Exception) -> None:
         for stream_id in list(self._streams):
             self._fail(stream_id, exc)
-        if self._transport is not None:
-            self._transport.abort()
+        self._wbuf.clear()
+        self._lost(exc)
 
     def close(self) -> None:
-        """Say goodbye (GOAWAY) and close; open streams are failed as ambiguous by connection_lost."""
-        if self.closed:
+        """Say goodbye (GOAWAY) and close; open streams fail (as ambiguous) once the socket is closed."""
+        if self.closed or self._close_when_flushed:
             return
         self.draining = True
-        if self._transport is not None and not self._transport.is_closing():
+        self._close_when_flushed = True
+        if self._sock is None:
+            self._lost(None)
+            return
+        if not self._write_failed:
             with contextlib.suppress(ProtocolError):
                 self._h2.close_connection()
             self._flush()
-            self._transport.close()
+        if not self._wbuf or self._write_failed:
+            self._shutdown()
+        else:  # the goodbye is still being written; a peer that stopped reading does not hold us up
+            self._drain_timer = self._loop.call_later(DRAIN_AFTER_WRITE_ERROR_S, self._lost, None)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.errors import PermanentFailure, RetryLater, SlowDown
 from habitjobs.push import dispatch, service
 from habitjobs.push.service import MAX_BATCH, SEND_JOB
 from habitjobs.queue.names import PUSH
@@ -28,8 +28,9 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> dict[str, Any]:
     """Send the batch's deliveries that are still due. Each attempt re-claims only unfinished rows.
 
     Outcomes: refused credentials → the job fails at once (visible in the failed list; retrying it after the
-    fix sends what is still pending and relevant); deliveries to try again → ``RetryLater`` no sooner than the
-    providers asked; otherwise the counts per outcome.
+    fix sends what is still pending and relevant); only "slow down" answers (429) → ``SlowDown``, delayed
+    without counting an attempt; other deliveries to try again → ``RetryLater`` no sooner than the providers
+    asked; otherwise the counts per outcome.
     """
     async with ctx.resources.db.transaction() as session:
         # After an operator's retry of a job that failed for good, its deliveries are taken up again.
@@ -42,6 +43,12 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> dict[str, Any]:
             "push credentials or configuration refused: "
             + "; ".join(report.auth_errors)
             + f" ({report.counts.get('auth_config', 0)} deliveries not sent; fix it, then retry this job)"
+        )
+    if report.only_throttled:
+        # The providers asked us to slow down; nothing failed: the job is delayed, no attempt counted.
+        raise SlowDown(
+            f"{report.throttled} deliveries to send again after a slow-down ({report.as_dict()})",
+            after_s=report.retry_after_s or 1.0,
         )
     if report.retry_after_s is not None:
         leased = "; some are leased by another worker" if report.counts.get("leased_elsewhere") else ""

@@ -2,7 +2,9 @@
 window, docs/engine.md, E3).
 
 AIMD: a 429 halves the rate (down to a floor) and pauses sending until Retry-After; the rate then grows
-back linearly to the target. The bucket lives in one worker process: the configured rate is per process
+back linearly to the target. A burst of 429s (hundreds of requests in flight answered together) is one
+signal, not hundreds: the rate is halved at most once per ``THROTTLE_WINDOW_S``; later 429s in the window
+only extend the pause. The bucket lives in one worker process: the configured rate is per process
 (set it to the project's target divided by the number of worker processes).
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+
+THROTTLE_WINDOW_S = 1.0
 
 
 class TokenBucket:
@@ -36,6 +40,7 @@ class TokenBucket:
         self._tokens = self.burst
         self._updated = clock()
         self.paused_until = 0.0
+        self._halved_at: float | None = None
 
     def _refill(self, now: float) -> None:
         # Time spent paused neither refills the bucket nor grows the rate.
@@ -68,7 +73,9 @@ class TokenBucket:
         """The provider answered 429: halve the rate, and pause until Retry-After."""
         now = self._clock()
         self._refill(now)
-        self.rate_per_s = max(self.min_rate_per_s, self.rate_per_s / 2)
+        if self._halved_at is None or now - self._halved_at >= THROTTLE_WINDOW_S:
+            self._halved_at = now
+            self.rate_per_s = max(self.min_rate_per_s, self.rate_per_s / 2)
         self._tokens = min(self._tokens, 0.0)
         if retry_after_s:
             self.paused_until = max(self.paused_until, now + retry_after_s)
@@ -82,6 +89,10 @@ class TokenBucket:
         if reserved and wait_s <= max_wait_s:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
+                # A 429 may have arrived while this one slept: it must not go out into the pause.
+                now = self._clock()
+                if now < self.paused_until:
+                    return self.paused_until - now
             return None
         if reserved:
             self.give_back()

@@ -60,6 +60,9 @@ class SendResult:
     invalid_since: datetime | None = None
     # True when the provider said "too fast" for the whole project (the rate limiter halves its rate).
     throttled: bool = False
+    # RETRY that is a "slow down" and no failure (a 429, our own rate limit, no free stream before the
+    # deadline): the job waits without counting an attempt (``SlowDown``). Implied by ``throttled``.
+    slow_down: bool = False
     # AUTH_CONFIG: which sender to pause ("apns", "fcm", or "fcm-ios" for Firebase's APNs credentials).
     pause_scope: str | None = None
     # SENT through APNs: the environment that accepted the token (it may differ from the device's record).
@@ -71,5 +74,13 @@ class SendResult:
         return self.outcome in (Outcome.SENT, Outcome.TOKEN_INVALID, Outcome.BAD_REQUEST)
 
 
-def retry(reason: str, after_s: float | None = None, *, throttled: bool = False) -> SendResult:
-    return SendResult(Outcome.RETRY, reason=reason, retry_after_s=after_s, throttled=throttled)
+def retry(
+    reason: str, after_s: float | None = None, *, throttled: bool = False, slow_down: bool = False
+) -> SendResult:
+    return SendResult(
+        Outcome.RETRY,
+        reason=reason,
+        retry_after_s=after_s,
+        throttled=throttled,
+        slow_down=slow_down or throttled,
+    )

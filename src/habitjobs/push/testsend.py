@@ -16,9 +16,13 @@ from habitjobs.config import Settings
 from habitjobs.push import repository as push_repo
 from habitjobs.push import service as push_service
 from habitjobs.push.models import UNFINISHED, PushDelivery
+from habitjobs.queue.inspect import JobView, get_job
+from habitjobs.queue.names import PUSH
 from habitjobs.resources import Resources
 
 POLL_S = 0.2
+# A job in one of these states will not touch its deliveries again (until an operator retries it).
+JOB_OVER = ("completed", "failed")
 
 
 class Platform(StrEnum):
@@ -28,9 +32,10 @@ class Platform(StrEnum):
 
 async def send_test(
     settings: Settings, email: str, *, fake_device: Platform | None = None, wait_s: float = 0.0
-) -> tuple[list[PushDelivery], list[str]]:
+) -> tuple[list[PushDelivery], list[str], list[JobView]]:
     """Stage a test push for ``email`` (registering a fake device first if asked); wait up to ``wait_s``
-    for the outcomes. Returns the deliveries as last seen and the job ids."""
+    for the outcomes — or until the job is over, whatever its deliveries say. Returns the deliveries and
+    the jobs as last seen, and the job ids."""
     resources = Resources.open(settings, application_name="habitjobs-cli")
     try:
         async with resources.db.transaction() as session:
@@ -52,8 +57,11 @@ async def send_test(
         while True:
             async with resources.db.transaction() as session:
                 rows = await push_repo.get_deliveries(session, ids)
-            if time.monotonic() >= deadline or all(r.status not in UNFINISHED for r in rows):
-                return rows, job_ids
+            jobs = [job for job_id in job_ids if (job := await get_job(resources.producer, PUSH, job_id))]
+            finished = all(r.status not in UNFINISHED for r in rows)
+            jobs_over = len(jobs) == len(job_ids) and all(job.state in JOB_OVER for job in jobs)
+            if time.monotonic() >= deadline or finished or jobs_over:
+                return rows, job_ids, jobs
             await asyncio.sleep(POLL_S)
     finally:
         await resources.aclose()

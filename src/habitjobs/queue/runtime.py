@@ -19,13 +19,14 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bullmq import UnrecoverableError
+from bullmq import DelayedError, UnrecoverableError
 from pydantic import ValidationError
 
-from habitjobs.errors import PermanentFailure, RetryLater
+from habitjobs.errors import PermanentFailure, RetryLater, SlowDown
 from habitjobs.observability import context as log_context
 from habitjobs.observability import jobs as observe
 from habitjobs.observability import tracing
@@ -40,6 +41,11 @@ from habitjobs.queue.watchdog import ActiveJob, LoopWatchdog
 from habitjobs.queue.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# A job told to slow down (:class:`SlowDown`) is delayed without counting an attempt while it is younger
+# than this; after that a slow-down counts like any retry, so a provider that never stops refusing still
+# ends the job within its attempts.
+SLOW_DOWN_WINDOW_S = 1800.0
 
 
 class WorkerRuntime:
@@ -143,6 +149,20 @@ class WorkerRuntime:
             )
         except PermanentFailure as exc:
             raise UnrecoverableError(f"{spec.name}: {exc.message}") from exc
+        except SlowDown as exc:
+            age_s = time.time() - float(job.timestamp or 0) / 1000
+            if age_s >= SLOW_DOWN_WINDOW_S:
+                raise  # counts as an attempt (a RetryLater)
+            until_ms = round((time.time() + max(exc.after_s, 0.05)) * 1000)
+            await job.moveToDelayed(until_ms, token)
+            log.info(
+                "job %s (%s) slowed down for %.1f s, no attempt counted: %s",
+                job.id,
+                spec.name,
+                exc.after_s,
+                exc.message,
+            )
+            raise DelayedError(exc.message) from exc
         finally:
             self.active.pop(ctx.job_id, None)
 

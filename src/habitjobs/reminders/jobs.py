@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +41,12 @@ async def run_tick(resources: Resources) -> TickResult:
     now = resources.clock.now()
     config = tick_settings(resources.settings)
     total = TickResult()
+    skip: set[uuid.UUID] = set()  # reminders that could not be planned: logged, left for the next tick
 
     async def drain_chunks() -> None:
         while True:
             async with resources.db.transaction() as session:
-                chunk = await tick_chunk(session, resources.outbox, now, config)
+                chunk = await tick_chunk(session, resources.outbox, now, config, skip)
             if chunk is None:
                 return
             total.claimed += chunk.claimed

@@ -14,6 +14,7 @@ The commit makes all of it visible at once; the outbox enqueues the jobs after i
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from habitjobs.push.schemas import Notification
 from habitjobs.push.service import Occasion, create_fan_out, send_jobs
 from habitjobs.queue.outbox import Outbox
 from habitjobs.reminders import tick_sql as sql
-from habitjobs.reminders.schedule import local_date_of, next_fire_at, spread_offset_s
+from habitjobs.reminders.schedule import next_fire_at, occurrence_day, spread_offset_s
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ def _plan(row: Row[Any], now: datetime, tolerance: timedelta, horizon: datetime)
         habit_id=row.habit_id,
         routine_id=row.routine_id,
         fire_at=fire_at,
-        local_date=local_date_of(fire_at, zone),
+        # The day the occurrence belongs to, not the fire instant's date (a jump may end after midnight).
+        local_date=occurrence_day(fire_at, local_time, zone),
         locale=row.locale,
         next_fire_at=following,
     )
@@ -148,17 +152,35 @@ async def _notifications(
 
 
 async def tick_chunk(
-    session: AsyncSession, outbox: Outbox, now: datetime, config: TickSettings
+    session: AsyncSession,
+    outbox: Outbox,
+    now: datetime,
+    config: TickSettings,
+    skip: set[uuid.UUID] | None = None,
 ) -> TickResult | None:
-    """One chunk in the caller's transaction; None when nothing is due."""
+    """One chunk in the caller's transaction; None when nothing is due. Reminders that cannot be planned
+    are added to ``skip`` (and not claimed again by this tick)."""
+    skip = set() if skip is None else skip
     await session.execute(sql.PREFER_INDEX_LOOKUPS)
     horizon = now + timedelta(seconds=config.lookahead_s)
-    claimed = (await session.execute(sql.CLAIM_DUE, {"horizon": horizon, "limit": config.chunk})).all()
+    claimed = (
+        await session.execute(sql.CLAIM_DUE, {"horizon": horizon, "limit": config.chunk, "skip": list(skip)})
+    ).all()
     if not claimed:
         return None
     tolerance = timedelta(seconds=config.tolerance_s)
-    due = [_plan(row, now, tolerance, horizon) for row in claimed]
-    result = TickResult(claimed=len(due))
+    due: list[_Due] = []
+    for row in claimed:
+        # One reminder that cannot be planned must not stop the others in its chunk: it is logged and left
+        # as it is (claimed again by the next tick), the rest of the chunk goes on.
+        try:
+            due.append(_plan(row, now, tolerance, horizon))
+        except Exception:
+            skip.add(row.id)
+            log.exception(
+                "reminder %s (zone %s) could not be scheduled; skipped in this tick", row.id, row.zone
+            )
+    result = TickResult(claimed=len(claimed))
     in_time = [d for d in due if now - d.fire_at <= tolerance]
     result.too_late = len(due) - len(in_time)
     notifications = await _notifications(session, in_time, config.min_streak_days)
@@ -180,9 +202,10 @@ async def tick_chunk(
     result.deliveries = len(inserted)
     result.not_relevant = len(in_time) - result.notified
 
-    await session.execute(
-        sql.ADVANCE, {"ids": [d.id for d in due], "next_fire_ats": [d.next_fire_at for d in due]}
-    )
+    if due:
+        await session.execute(
+            sql.ADVANCE, {"ids": [d.id for d in due], "next_fire_ats": [d.next_fire_at for d in due]}
+        )
     result.jobs = await _stage_sends(session, outbox, inserted, now)
     return result
 

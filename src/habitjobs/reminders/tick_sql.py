@@ -18,6 +18,7 @@ CLAIM_DUE = text(
         SELECT id, user_id, kind, habit_id, routine_id, local_time, days_mask, next_fire_at, timezone
         FROM reminders
         WHERE enabled AND deleted_at IS NULL AND next_fire_at IS NOT NULL AND next_fire_at <= :horizon
+          AND NOT (id = ANY(CAST(:skip AS uuid[])))
         ORDER BY next_fire_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED

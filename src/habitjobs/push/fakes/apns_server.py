@@ -5,8 +5,9 @@
   after the first accepted push; after any rejected push it drops to 1 again until the next success.
   Streams arriving above the current limit are reset with REFUSED_STREAM (never processed).
 - A graceful GOAWAY after ``apns_goaway_every`` streams: streams up to its last_stream_id are answered,
-  later ones are ignored (the client must resend them); the client closes the drained connection (this
-  side does after a grace period).
+  later ones are ignored (the client must resend them); once everything owed is answered this side closes
+  the connection at once, as a real server may: the client's next write then fails (EPIPE or a reset)
+  while the last answers and the GOAWAY may still be unread in its socket buffer.
 - The provider token (ES256) is verified; the device token's prefix picks the outcome (see ``outcomes``).
 
 SETTINGS and GOAWAY are written as raw frames beside h2's output: h2 would otherwise enforce the lowered
@@ -43,8 +44,6 @@ MAX_PAYLOAD_BYTES = 4096
 PROVIDER_TOKEN_MAX_AGE_S = 3600
 CONNECTION_WINDOW = 16 * 1024 * 1024
 FLUSH_EVERY = 16
-# After a GOAWAY, how long the client has to close the drained connection before this side does.
-CLOSE_AFTER_GOAWAY_S = 5.0
 
 _REJECTIONS = {
     "baddevice": (400, "BadDeviceToken"),
@@ -282,6 +281,8 @@ class _ApnsConnection(asyncio.Protocol):
         request = self.open[stream_id]
         token = request.headers.get(":path", "").rsplit("/", 1)[-1]
         delay = self.behaviour.latency_ms / 1000
+        if self.env == "sandbox" and self.behaviour.apns_sandbox_silent:
+            return  # never answered
         if prefix(token) == "slow":
             delay += self.behaviour.slow_s
         if delay > 0:
@@ -323,11 +324,9 @@ class _ApnsConnection(asyncio.Protocol):
                 self._advertise(1)
         if self.goaway_last is not None and not self.open:
             self._flush()
-            # Everything owed is answered. The client closes a drained connection itself; closing first
-            # would make this side's kernel answer the client's next frames with a reset, and a reset
-            # drops the answers still unread in the client's socket buffer (as ambiguous failures: the
-            # client would send those messages again).
-            self.loop.call_later(CLOSE_AFTER_GOAWAY_S, self._close)
+            # Everything owed is answered: close at once. Nothing obliges a server to wait for the client,
+            # and the client's next write then fails while the answers are still in its receive buffer.
+            self._close()
         else:
             self._schedule_flush()
 
@@ -337,6 +336,8 @@ class _ApnsConnection(asyncio.Protocol):
         if not headers.get(":path", "").startswith("/3/device/") or not token:
             return 404, "BadPath", {}
         auth_error = self.fake.check_provider_token(headers.get("authorization", ""))
+        if self.env == "sandbox" and self.behaviour.apns_sandbox_refuses_key:
+            auth_error = "InvalidProviderToken"
         if auth_error is not None:
             return 403, auth_error, {}
         topic = headers.get("apns-topic")

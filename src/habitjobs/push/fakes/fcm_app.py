@@ -68,6 +68,8 @@ class FakeFcm:
     ) -> None:
         self.log = log
         self.behaviour = behaviour
+        self.quota_window_from: float | None = None
+        self.quota_refusals = 0
         self.project_id = project_id
         self.client_email = client_email
         self.public_key_pem = public_key_pem
@@ -170,6 +172,13 @@ class FakeFcm:
                 return 400, _error(400, "Invalid value", "INVALID_ARGUMENT", violations=[violation]), []
         if self.behaviour.latency_ms:
             await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        if self.behaviour.fcm_quota_window_s:
+            now = time.monotonic()
+            self.quota_window_from = self.quota_window_from or now
+            if now - self.quota_window_from < self.behaviour.fcm_quota_window_s:
+                self.quota_refusals += 1
+                retry_after = str(self.behaviour.fcm_quota_retry_after_s).encode()
+                return 429, _error(429, "Quota exceeded.", "QUOTA_EXCEEDED"), [(b"retry-after", retry_after)]
         kind = prefix(token)
         if kind == "slow":
             await asyncio.sleep(self.behaviour.slow_s)

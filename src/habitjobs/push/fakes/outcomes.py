@@ -45,6 +45,14 @@ class Behaviour:
     apns_goaway_every: int = 0
     # APNs: reset every n-th new stream with REFUSED_STREAM, unprocessed (0: never).
     apns_refuse_every: int = 0
+    # APNs sandbox: refuse the provider key (403 InvalidProviderToken, a key restricted to production).
+    apns_sandbox_refuses_key: bool = False
+    # APNs sandbox: accept connections and requests, never answer.
+    apns_sandbox_silent: bool = False
+    # FCM: answer every send with 429 QUOTA_EXCEEDED (Retry-After: fcm_quota_retry_after_s) until this long
+    # after the first send (0: never).
+    fcm_quota_window_s: float = 0.0
+    fcm_quota_retry_after_s: int = 1
     # How long ``slow-`` tokens wait before the answer.
     slow_s: float = 30.0
     access_token_ttl_s: int = 3599
