@@ -24,8 +24,8 @@ from habitjobs.api.app import create_app
 from habitjobs.config import Settings
 from habitjobs.queue.runtime import WorkerRuntime
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.support.apps import serve_api
+from tests.support.users import ApiUser
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent

@@ -80,7 +80,7 @@ async def test_a_worker_killed_mid_deletion_leaves_nothing_of_the_user(
 
     workers: list[WorkerProcess] = []
     try:
-        first = WorkerProcess(settings, tmp_path / "first.log", "--queue", "default", **EXTRA_ENV)
+        first = WorkerProcess(settings, tmp_path / "first.log", "--queue", "default", env=EXTRA_ENV)
         workers.append(first)
         await first.wait_started()
         deadline = time.monotonic() + 60
@@ -97,7 +97,7 @@ async def test_a_worker_killed_mid_deletion_leaves_nothing_of_the_user(
             assert await session.get(User, leaving.id) is not None
         assert 0 < int(left or 0) < EXTRA_ROWS
 
-        second = WorkerProcess(settings, tmp_path / "second.log", "--queue", "default", **EXTRA_ENV)
+        second = WorkerProcess(settings, tmp_path / "second.log", "--queue", "default", env=EXTRA_ENV)
         workers.append(second)
         await second.wait_started()
         deadline = time.monotonic() + 90

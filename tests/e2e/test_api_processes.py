@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from habitjobs.resources import Resources
 from habitjobs.sync.models import SyncBatch
-from tests.conftest import ApiUser
 from tests.fakes.push import eventually
 from tests.support.net import free_port, wait_http_ok
 from tests.support.sync import Device
+from tests.support.users import ApiUser
 from tests.support.workers import ApiProcess
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
@@ -43,7 +43,9 @@ async def test_two_api_processes_serve_one_port_a_dead_one_is_replaced_and_sigte
     resources: Resources, tmp_path: Path, make_user: MakeUser
 ) -> None:
     user = await make_user()
-    api = ApiProcess(resources.settings, tmp_path / "api.log", free_port(), HABITJOBS_API_WORKERS="2")
+    api = ApiProcess(
+        resources.settings, tmp_path / "api.log", free_port(), env={"HABITJOBS_API_WORKERS": "2"}
+    )
     try:
         await wait_http_ok(f"{api.base_url}/readyz")
         await eventually(lambda: len(_serving(api)) == 2, timeout_s=30)

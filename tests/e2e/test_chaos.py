@@ -141,7 +141,7 @@ async def test_redis_restarted_while_jobs_wait_and_while_they_run(settings: Sett
             "jobs waiting before the restart are kept"
         )
 
-        worker = WorkerProcess(own, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
+        worker = WorkerProcess(own, tmp_path / "w.log", "--queue", DEFAULT, env=TEST_JOBS)
         await worker.wait_started()
         running = [f"r{i}" for i in range(30)]
         for key in running:
@@ -184,7 +184,7 @@ async def test_postgres_unreachable_for_a_while_jobs_retry_and_complete(
             ),
         }
     )
-    worker = WorkerProcess(through_proxy, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
+    worker = WorkerProcess(through_proxy, tmp_path / "w.log", "--queue", DEFAULT, env=TEST_JOBS)
     try:
         await worker.wait_started()
         users = [await make_user() for _ in range(5)]  # one export in flight per user
@@ -236,7 +236,7 @@ async def test_blocking_handler_is_reported_and_not_run_twice(
     """The job blocks the loop for 4 s while locks live 2 s: without the watchdog the second worker
     would take it over and run it again."""
     workers = [
-        WorkerProcess(job_resources.settings, tmp_path / f"w{i}.log", "--queue", DEFAULT, **TEST_JOBS)
+        WorkerProcess(job_resources.settings, tmp_path / f"w{i}.log", "--queue", DEFAULT, env=TEST_JOBS)
         for i in range(2)
     ]
     try:
@@ -285,7 +285,9 @@ async def test_process_killed_between_commit_and_enqueue_the_scheduled_relay_enq
     job_id = crashed.stdout.strip()
     assert await resources.producer.queue(DEFAULT).getJob(job_id) is None
     # A worker for all queues: the outbox.relay scheduler (every second here) finds the row.
-    worker = WorkerProcess(resources.settings, tmp_path / "w.log", HABITJOBS_OUTBOX_RELAY_EVERY_MS="1000")
+    worker = WorkerProcess(
+        resources.settings, tmp_path / "w.log", env={"HABITJOBS_OUTBOX_RELAY_EVERY_MS": "1000"}
+    )
     try:
         await worker.wait_started()
 

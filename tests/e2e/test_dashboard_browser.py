@@ -52,8 +52,10 @@ async def stack(job_resources: Resources, tmp_path: Path) -> AsyncIterator[Stack
     settings = job_resources.settings
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    api = ApiProcess(settings, tmp_path / "api.log", port, HABITJOBS_ADMIN_BASE_URL=base_url, **TEST_JOBS)
-    worker = WorkerProcess(settings, tmp_path / "worker.log", **TEST_JOBS)
+    api = ApiProcess(
+        settings, tmp_path / "api.log", port, env={"HABITJOBS_ADMIN_BASE_URL": base_url, **TEST_JOBS}
+    )
+    worker = WorkerProcess(settings, tmp_path / "worker.log", env=TEST_JOBS)
     try:
         await wait_http_ok(f"{base_url}/healthz")
         await worker.wait_started()

@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 import pytest
 
@@ -196,9 +196,11 @@ async def test_every_entry_point_starts_from_the_built_image(
         tmp_path / "worker.log",
         command=[habitjobs],
         cwd=tmp_path,
-        HABITJOBS_WORKER_METRICS_PORT=str(metrics_port),
-        HABITJOBS_WORKER_METRICS_HOST="127.0.0.1",
-        HABITJOBS_METRICS_SAMPLE_EVERY_MS="200",
+        env={
+            "HABITJOBS_WORKER_METRICS_PORT": str(metrics_port),
+            "HABITJOBS_WORKER_METRICS_HOST": "127.0.0.1",
+            "HABITJOBS_METRICS_SAMPLE_EVERY_MS": "200",
+        },
     )
     try:
         await wait_http_ok(f"{api.base_url}/readyz", timeout_s=60)

@@ -89,8 +89,8 @@ async def test_metrics_and_request_ids_after_real_traffic(
         "HABITJOBS_WORKER_METRICS_HOST": "127.0.0.1",
         "HABITJOBS_METRICS_SAMPLE_EVERY_MS": "200",
     }
-    api = ApiProcess(settings, tmp_path / "api.log", free_port(), extra_env=env)
-    worker = WorkerProcess(settings, tmp_path / "worker.log", extra_env=env)
+    api = ApiProcess(settings, tmp_path / "api.log", free_port(), env=env)
+    worker = WorkerProcess(settings, tmp_path / "worker.log", env=env)
     worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         async with res.db.transaction() as session:

@@ -52,10 +52,12 @@ def worker(res: Resources, fakes: RunningFakes, log: Path) -> WorkerProcess:
         log,
         "--queue",
         PUSH,
-        **fakes.env,
-        HABITJOBS_PUSH_LEASE_S=str(LEASE_S),
-        HABITJOBS_PUSH_APNS_CONNECTIONS="1",
-        HABITJOBS_PUSH_APNS_MAX_STREAMS="10",
+        env={
+            **fakes.env,
+            "HABITJOBS_PUSH_LEASE_S": str(LEASE_S),
+            "HABITJOBS_PUSH_APNS_CONNECTIONS": "1",
+            "HABITJOBS_PUSH_APNS_MAX_STREAMS": "10",
+        },
     )
 
 

@@ -151,9 +151,11 @@ async def test_redis_rolled_back_to_an_older_copy_every_accepted_upload_and_deli
         worker = WorkerProcess(
             own,
             tmp_path / "worker.log",
-            **fakes.env,
-            HABITJOBS_RECONCILE_EVERY_MS=str(own.reconcile_every_ms),
-            HABITJOBS_RECONCILE_GRACE_S=str(own.reconcile_grace_s),
+            env={
+                **fakes.env,
+                "HABITJOBS_RECONCILE_EVERY_MS": str(own.reconcile_every_ms),
+                "HABITJOBS_RECONCILE_GRACE_S": str(own.reconcile_grace_s),
+            },
         )
         await worker.wait_started()
 
@@ -328,14 +330,14 @@ async def test_the_stalled_limit_fails_the_batch_with_a_reason_and_jobs_retry_ap
             return stalled == stalls and await queue.getJobState(job_id) == "active"
 
         for stalls in (0, 1):  # the first run, then the one after the first worker died
-            worker = WorkerProcess(settings, tmp_path / f"w{stalls}.log", "--queue", SYNC, **env)
+            worker = WorkerProcess(settings, tmp_path / f"w{stalls}.log", "--queue", SYNC, env=env)
             workers.append(worker)
             await worker.wait_started()
             await eventually(lambda stalls=stalls: taken(stalls), timeout_s=20)  # type: ignore[misc]
             worker.signal(signal.SIGKILL)
             assert await worker.wait_exit() == -signal.SIGKILL
 
-        last = WorkerProcess(settings, tmp_path / "w2.log", "--queue", SYNC, **env)
+        last = WorkerProcess(settings, tmp_path / "w2.log", "--queue", SYNC, env=env)
         workers.append(last)
         await last.wait_started()
 

@@ -66,7 +66,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_mutation_applied_exactly_o
                 phone.check(habit_id, day, n + 1, value=str(step))
         batch_id = await accept(resources, user.id, phone.batch())  # queued in Redis by the outbox
 
-        first = WorkerProcess(tuned, tmp_path / "first.log", "--queue", "sync", **EXTRA_ENV)
+        first = WorkerProcess(tuned, tmp_path / "first.log", "--queue", "sync", env=EXTRA_ENV)
         workers.append(first)
         await first.wait_started()
         deadline = time.monotonic() + 60
@@ -80,7 +80,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_mutation_applied_exactly_o
         assert 0 < at_kill < N_MUTATIONS + 1, "the kill must land in the middle of the batch"
         assert (await _status(resources, batch_id)).status == "processing"
 
-        second = WorkerProcess(tuned, tmp_path / "second.log", "--queue", "sync", **EXTRA_ENV)
+        second = WorkerProcess(tuned, tmp_path / "second.log", "--queue", "sync", env=EXTRA_ENV)
         workers.append(second)
         await second.wait_started()
         deadline = time.monotonic() + 60

@@ -42,7 +42,7 @@ async def test_sigkilled_workers_job_is_completed_by_another_worker_once(
     job_resources: Resources, tmp_path: Path
 ) -> None:
     settings = job_resources.settings
-    first = WorkerProcess(settings, tmp_path / "first.log", "--queue", DEFAULT, **TEST_JOBS)
+    first = WorkerProcess(settings, tmp_path / "first.log", "--queue", DEFAULT, env=TEST_JOBS)
     second = None
     try:
         await first.wait_started()
@@ -63,7 +63,7 @@ async def test_sigkilled_workers_job_is_completed_by_another_worker_once(
         job = await job_resources.producer.queue(DEFAULT).getJob(job_id)
         await job.updateData({"key": "crash", "sleep_ms": 100})
 
-        second = WorkerProcess(settings, tmp_path / "second.log", "--queue", DEFAULT, **TEST_JOBS)
+        second = WorkerProcess(settings, tmp_path / "second.log", "--queue", DEFAULT, env=TEST_JOBS)
         await second.wait_started()
 
         async def completed() -> bool:
@@ -85,7 +85,7 @@ async def test_sigkilled_workers_job_is_completed_by_another_worker_once(
 async def test_sigterm_lets_the_active_job_finish_and_exits_zero(
     job_resources: Resources, tmp_path: Path
 ) -> None:
-    worker = WorkerProcess(job_resources.settings, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
+    worker = WorkerProcess(job_resources.settings, tmp_path / "w.log", "--queue", DEFAULT, env=TEST_JOBS)
     try:
         await worker.wait_started()
         job_id = await job_resources.producer.enqueue(
@@ -108,7 +108,7 @@ async def test_sigterm_lets_the_active_job_finish_and_exits_zero(
 
 
 async def test_second_sigterm_abandons_the_job_to_recovery(job_resources: Resources, tmp_path: Path) -> None:
-    worker = WorkerProcess(job_resources.settings, tmp_path / "w.log", "--queue", DEFAULT, **TEST_JOBS)
+    worker = WorkerProcess(job_resources.settings, tmp_path / "w.log", "--queue", DEFAULT, env=TEST_JOBS)
     try:
         await worker.wait_started()
         job_id = await job_resources.producer.enqueue(

@@ -17,7 +17,6 @@ from sqlalchemy import text
 from habitjobs.analytics.days import day_bounds, local_day
 from habitjobs.clock import FrozenClock
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.support.analytics_data import (
     LONG_AGO,
     add_entry,
@@ -28,6 +27,7 @@ from tests.support.analytics_data import (
     run_rollup,
     streak,
 )
+from tests.support.users import ApiUser
 
 HAVANA = "America/Havana"
 OCT_29, OCT_30, OCT_31, NOV_1 = date(2026, 10, 29), date(2026, 10, 30), date(2026, 10, 31), date(2026, 11, 1)

@@ -29,8 +29,8 @@ from habitjobs.dashboard.sessions import AdminSessions
 from habitjobs.dashboard.sessions import for_settings as sessions_for
 from habitjobs.queue.names import DEFAULT
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.support.sync import body, ts
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
 ORIGIN = "http://api.test"

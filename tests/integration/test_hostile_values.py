@@ -29,9 +29,9 @@ from habitjobs.db import migrate
 from habitjobs.resources import Resources
 from habitjobs.sync.entities import completion_id
 from habitjobs.sync.models import SyncBatch
-from tests.conftest import ApiUser
 from tests.support.analytics_data import run_recompute
 from tests.support.sync import Device, accept, apply, ts
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
 

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 import pytest
 from alembic.util.exc import CommandError

@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from habitjobs.config import Settings
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.support.apps import serve_api
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]

@@ -24,13 +24,12 @@ from habitjobs.push.models import PushDelivery
 from habitjobs.push.schemas import Notification
 from habitjobs.push.templates import Kind
 from habitjobs.queue.models import OutboxRow
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync.models import SyncBatch, SyncBatchPayload
-from tests.conftest import ApiUser
 from tests.fakes.push import eventually
 from tests.support.sync import Device as Phone
 from tests.support.sync import accept, push_and_apply
+from tests.support.users import ApiUser
 
 DAY = timedelta(days=1)
 MakeUser = Callable[..., Awaitable[ApiUser]]

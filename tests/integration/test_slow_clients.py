@@ -189,8 +189,7 @@ async def test_habitjobs_api_enforces_the_limits(settings: Settings, tmp_path: P
         settings,
         tmp_path / "api.log",
         port,
-        HABITJOBS_API_HEADER_TIMEOUT_S="1",
-        HABITJOBS_API_BODY_TIMEOUT_S="1",
+        env={"HABITJOBS_API_HEADER_TIMEOUT_S": "1", "HABITJOBS_API_BODY_TIMEOUT_S": "1"},
     )
     try:
         await wait_http_ok(f"{api.base_url}/healthz")

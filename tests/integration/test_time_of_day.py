@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from tests.conftest import ApiUser
+from tests.support.users import ApiUser
 
 MakeUser = Callable[..., Awaitable[ApiUser]]
 

@@ -18,9 +18,9 @@ from habitjobs.observability import tracing
 from habitjobs.push.fakes import RunningFakes
 from habitjobs.queue.names import PUSH, SYNC
 from habitjobs.resources import Resources
-from tests.conftest import ApiUser
 from tests.fakes.push import add_device, fakes_for_module, notify, settings_for, token
 from tests.support.sync import Device
+from tests.support.users import ApiUser
 from tests.support.workers import drain
 
 

@@ -33,7 +33,7 @@ pytestmark = [
 
 @pytest.fixture
 async def worker(job_resources: Resources, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
-    process = WorkerProcess(job_resources.settings, tmp_path / "worker.log", **TEST_JOBS)
+    process = WorkerProcess(job_resources.settings, tmp_path / "worker.log", env=TEST_JOBS)
     try:
         await process.wait_started()
         yield process

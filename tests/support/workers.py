@@ -88,15 +88,14 @@ class WorkerProcess:
         *args: str,
         command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
         cwd: Path | None = None,
-        extra_env: Mapping[str, str] | None = None,
-        **env: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [*command, "worker", *args],
             cwd=cwd,
-            env=process_env(settings, **{**(extra_env or {}), **env}),
+            env=process_env(settings, **(env or {})),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -143,8 +142,7 @@ class ApiProcess:
         *,
         command: Sequence[str] = (sys.executable, "-m", "habitjobs"),
         cwd: Path | None = None,
-        extra_env: Mapping[str, str] | None = None,
-        **env: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
@@ -153,7 +151,7 @@ class ApiProcess:
         self.proc = subprocess.Popen(
             [*command, "api", "--host", "127.0.0.1", "--port", str(port)],
             cwd=cwd,
-            env=process_env(settings, **{**(extra_env or {}), **env}),
+            env=process_env(settings, **(env or {})),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
