@@ -227,7 +227,7 @@ async def _hook_costs(n: int) -> dict[str, float]:
     """µs per call of the job hook and of the request middleware, metrics on minus off (one process,
     nothing else in the loop: the hooks' own CPU, free of the machine's load swings)."""
     from habitjobs.api.observe import RequestObserver
-    from habitjobs.observability import jobs as observe
+    from habitjobs.observability import job_runs as observe
 
     async def nothing() -> None:
         return None

@@ -103,6 +103,9 @@ LAYERS: list[tuple[str, list[str]]] = [
             "habitjobs.logs",
             "habitjobs.outage",
             "habitjobs.weekdays",
+            # Metrics, log context and traces: every layer reports through them.
+            "habitjobs.observability",
+            "habitjobs.observability.*",
         ],
     ),
 ]
@@ -121,6 +124,7 @@ SIBLING_INTERFACES: dict[str, str] = {
     "habitjobs.reminders.schemas": "the reminder kinds that sync validates",
     "habitjobs.push.schemas": "the notification a domain asks push to send",
     "habitjobs.push.service": "how a domain asks for a push fan-out (create_fan_out, send_jobs)",
+    "habitjobs.accounts.signin": "whether a user may still write (refusals): the upload group commit asks",
 }
 
 
@@ -180,11 +184,6 @@ EXCEPTIONS: list[Excepted] = [
     ),
     Excepted(
         "habitjobs.dashboard.routes",
-        "habitjobs.accounts.signin",
-        "the dashboard signs its operators in with the accounts' sign-in",
-    ),
-    Excepted(
-        "habitjobs.dashboard.routes",
         "habitjobs.accounts.repository",
         "a dashboard session is checked against the operator's current account (principal_by_id)",
     ),
@@ -192,6 +191,21 @@ EXCEPTIONS: list[Excepted] = [
         "habitjobs.maintenance.jobs",
         "habitjobs.accounts.service",
         "retention removes expired exports through the accounts service",
+    ),
+    Excepted(
+        "habitjobs.maintenance.jobs",
+        "habitjobs.analytics.service",
+        "retention gathers every domain's rules: analytics' finished runs",
+    ),
+    Excepted(
+        "habitjobs.maintenance.jobs",
+        "habitjobs.sync.service",
+        "retention gathers every domain's rules: sync's tombstones and upload status rows",
+    ),
+    Excepted(
+        "habitjobs.maintenance.jobs",
+        "habitjobs.sync.models",
+        "partition maintenance keeps the upload payload table's partitions (its partition plan)",
     ),
 ]
 

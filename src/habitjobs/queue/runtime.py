@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from habitjobs.errors import PermanentFailure, RetryLater, SlowDown
 from habitjobs.observability import context as log_context
-from habitjobs.observability import jobs as observe
+from habitjobs.observability import job_runs as observe
 from habitjobs.observability import tracing
 from habitjobs.queue.connection import redis_kwargs, worker_client
 from habitjobs.queue.context import QueueResources

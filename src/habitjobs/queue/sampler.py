@@ -8,15 +8,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import func, select
 
 from habitjobs.observability import metrics as m
+from habitjobs.queue.context import QueueResources
 from habitjobs.queue.models import OutboxRow
 
 if TYPE_CHECKING:
-    from habitjobs.resources import Resources
+    from habitjobs.db.engine import Database
+
+
+class Sampled(QueueResources, Protocol):
+    """What the sampler reads: the queue's clients and the database that holds the outbox."""
+
+    @property
+    def db(self) -> Database: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +35,7 @@ _ZSETS = ("prioritized", "delayed", "completed", "failed", "waiting-children")
 STATES = {"wait": "waiting", "waiting-children": "waiting_children"}
 
 
-async def sample_once(resources: Resources, queues: Sequence[str]) -> None:
+async def sample_once(resources: Sampled, queues: Sequence[str]) -> None:
     redis = resources.producer.redis
     prefix = resources.settings.queue_prefix
     async with redis.pipeline(transaction=False) as pipe:
@@ -73,7 +82,7 @@ async def sample_once(resources: Resources, queues: Sequence[str]) -> None:
     m.OUTBOX_RELAY_LAG.set((now - first).total_seconds() if first is not None and now is not None else 0.0)
 
 
-async def sample_forever(resources: Resources, queues: Sequence[str], started: Callable[[], bool]) -> None:
+async def sample_forever(resources: Sampled, queues: Sequence[str], started: Callable[[], bool]) -> None:
     """Sample every period; ``habitjobs_worker_ready`` says whether this worker can do its job: it serves
     its queues (``started``) and both stores answered the last sample (what its health check reads)."""
     period_s = resources.settings.metrics_sample_every_ms / 1000

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from habitjobs.observability import jobs as observe
+from habitjobs.observability import job_runs as observe
 
 log = logging.getLogger(__name__)
 
