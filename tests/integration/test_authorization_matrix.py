@@ -105,6 +105,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/docs"): Rule("public", _get("/docs"), _s(200), _s(200)),
     ("GET", "/docs/oauth2-redirect"): Rule("public", _get("/docs/oauth2-redirect"), _s(200), _s(200)),
     ("GET", "/redoc"): Rule("public", _get("/redoc"), _s(200), _s(200)),
+    # Prometheus scrapes it without a token (no user data in it: counts by route template and status).
+    ("GET", "/metrics"): Rule("public", _get("/metrics"), _s(200), _s(200)),
     # --- accounts
     ("GET", "/v1/me"): Rule("user", _get("/v1/me"), OK, OWN_ONLY),
     ("PATCH", "/v1/me"): Rule("user", _with("/v1/me", lambda w: {"display_name": "Changed"}), OK, OK),

@@ -21,7 +21,7 @@ async def list_routines(user_id: CurrentUser, resources: ResourcesDep) -> list[R
         return [RoutineOut.model_validate(r, from_attributes=True) for r in rows]
 
 
-@router.post("/routines", status_code=status.HTTP_201_CREATED, responses=error_responses(409, 413))
+@router.post("/routines", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409, 413))
 async def create_routine(body: RoutineIn, user_id: CurrentUser, resources: ResourcesDep) -> RoutineOut:
     async with resources.db.transaction() as session:
         routine = await service.create_routine(

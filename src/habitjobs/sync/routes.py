@@ -47,8 +47,9 @@ _PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     409: {
         "model": ErrorBody,
-        "description": "`reset_required`: unsupported schema_version; or a batch_id that cannot be used",
+        "description": "`reset_required`: unsupported schema_version",
     },
+    404: {"model": ErrorBody, "description": "another user's batch_id: answered as for an unknown id"},
     413: {"model": ErrorBody, "description": "more mutations or bytes than the configured limits"},
 }
 
