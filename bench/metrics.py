@@ -39,9 +39,9 @@ from habitjobs.config import Settings
 from habitjobs.observability import metrics
 from habitjobs.queue.names import DEFAULT
 from habitjobs.queue.producer import EnqueueRequest
-from habitjobs.queue.registry import JobContext, JobSpec
+from habitjobs.queue.registry import JobSpec
 from habitjobs.queue.runtime import WorkerRuntime
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 
 
 class Numbered(BaseModel):

@@ -48,8 +48,7 @@ from habitjobs.push import service as push
 from habitjobs.push.models import PushDelivery
 from habitjobs.push.schemas import Notification
 from habitjobs.push.templates import Kind
-from habitjobs.queue.registry import JobContext
-from habitjobs.resources import Resources
+from habitjobs.resources import JobContext, Resources
 from habitjobs.sync import jobs as sync_jobs
 from habitjobs.sync import service as sync
 from habitjobs.sync.models import PAYLOAD_PARTITIONS

@@ -56,9 +56,7 @@ async def authenticate(
     token = await get_authenticator(request).verify(credentials.credentials)
     async with get_resources(request).db.transaction() as session:
         principal = await signin.sign_in(session, token)
-    # Log lines of this request (and of the jobs it starts) name the user by id, never by e-mail.
-    log_context.user_id.set(str(principal.user_id))
-    request.scope.setdefault("state", {})["user_id"] = principal.user_id
+    _name_in_logs(request, principal.user_id)
     if principal.locked and not allow_locked:
         raise Unauthorized(LOCKED_MESSAGE)
     return principal
@@ -71,7 +69,15 @@ async def token_user(request: Request, credentials: HTTPAuthorizationCredentials
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     token = await get_authenticator(request).verify(credentials.credentials)
+    if token.user_id is not None:
+        _name_in_logs(request, token.user_id)
     return token.user_id
+
+
+def _name_in_logs(request: Request, user_id: uuid.UUID) -> None:
+    """Log lines of this request (and of the jobs it starts) name the user by id, never by e-mail."""
+    log_context.user_id.set(str(user_id))
+    request.scope.setdefault("state", {})["user_id"] = user_id
 
 
 async def signed_in(request: Request, credentials: Credentials) -> Principal:
